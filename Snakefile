@@ -25,8 +25,10 @@ wildcard_constraints:
     reward="|".join(map(re.escape, REWARDS)),
 
 
+check_rule_overrides([r.name for r in workflow.rules])
+
+
 rule all:
     input:
-        model_dir(),
-        expand("results/{run}/prompts/{split}.parquet", run=RUN, split=SPLITS),
+        ALL_TARGETS,
     default_target: True

@@ -33,6 +33,9 @@ MODEL = config["model"]["name"]
 REWARDS = list(config["rewards"])
 SPLITS = ["train", "eval"]
 
+# Each stage's rules file appends the artifacts `rule all` builds by default.
+ALL_TARGETS = []
+
 
 def model_dir(name=MODEL):
     """Folder of a prepared model."""
@@ -56,3 +59,19 @@ def resources_for(rule_name):
         "runtime": lambda wildcards, attempt: res.runtime * attempt,
     }
 
+
+
+def check_rule_overrides(rule_names):
+    """Fail before any job if resources.per_rule names a rule the workflow does not have."""
+    unknown = sorted(set(config["resources"]["per_rule"]) - set(rule_names))
+    if unknown:
+        print(
+            f"rlhf-lens: invalid configuration in {_config_source()}:\n"
+            + "\n".join(
+                f"  - key 'resources.per_rule.{name}' names no rule: expected one of "
+                + ", ".join(sorted(rule_names))
+                for name in unknown
+            ),
+            file=sys.stderr,
+        )
+        sys.exit(1)

@@ -36,3 +36,9 @@ rule prompts:
         "../envs/rlhf_lens.yaml"
     script:
         "../workflow_scripts/prompts.py"
+
+
+ALL_TARGETS += [
+    model_dir(),
+    *expand("results/{run}/prompts/{split}.parquet", run=RUN, split=SPLITS),
+]

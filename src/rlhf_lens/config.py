@@ -121,11 +121,10 @@ def _format_error(error: jsonschema.ValidationError) -> list[str]:
         return out
     if error.validator == "required":
         return [f"{_key(where)}: {error.message}"]
-    if error.validator == "propertyNames":
-        # The name itself is the bad value; the sub-error says what names may look like.
-        sub = error.context[0] if error.context else error
+    if "propertyNames" in error.absolute_schema_path:
+        # The bad value is a key's name (error.instance); the error sits at its parent.
         return [f"key {_key(where + [error.instance])!r} is not an allowed name under "
-                f"{_key(where)}: {_expected(sub)}"]
+                f"{_key(where)}: {_expected(error)}"]
     description = error.schema.get("description")
     hint = f" ({description.strip().split('. ')[0].rstrip('.')})" if description else ""
     return [f"key {_key(where)!r} has value {error.instance!r}: {_expected(error)}{hint}"]

@@ -1,0 +1,27 @@
+"""Shared fixtures: the SmolLM2 tokenizer and a tiny random model folder, built once per session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tiny_models import save_tiny_model, smollm2_tokenizer
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    return smollm2_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, tokenizer) -> Path:
+    """A 2-block LlamaForCausalLM (d_model 32) with the SmolLM2 tokenizer, as an HF folder."""
+    return save_tiny_model(tmp_path_factory.mktemp("models") / "tiny", tokenizer)

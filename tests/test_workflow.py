@@ -1,0 +1,79 @@
+"""The Snakemake workflow itself: lint, a dry run of the full DAG, and a real run on a tiny model."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.workflow
+
+
+def snakemake(*args, cwd, timeout=600):
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--cores", "2", *args]
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    return proc
+
+
+def test_lint_is_clean():
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_dry_run_of_default_dag(tmp_path):
+    proc = snakemake("--configfile", str(REPO / "config.yaml"), "--dry-run", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout + proc.stderr
+    for rule in ("prepare_model", "prompts", "all"):
+        assert f"rule {rule}:" in out or f"localrule {rule}:" in out, rule
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, tiny_model_dir):
+    """A real run of the workflow on the tiny model, in its own working directory."""
+    workdir = tmp_path_factory.mktemp("workflow")
+    config = {"run": "tiny", "model": {"name": "tiny", "spec": str(tiny_model_dir)},
+              "prompts": {"max_texts": 40}}
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    proc = snakemake("--configfile", "config.yaml", cwd=workdir)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return workdir
+
+
+def test_tiny_run_produces_artifacts(tiny_run):
+    assert (tiny_run / "resources/models/tiny/model.safetensors").is_file()
+    train = pd.read_parquet(tiny_run / "results/tiny/prompts/train.parquet")
+    evaluation = pd.read_parquet(tiny_run / "results/tiny/prompts/eval.parquet")
+    assert len(train) + len(evaluation) == 40
+    assert (tiny_run / "logs/prepare_model/tiny.log").read_text().strip()
+
+
+def test_rerun_has_nothing_to_do(tiny_run):
+    proc = snakemake("--configfile", "config.yaml", "--dry-run", cwd=tiny_run)
+    assert proc.returncode == 0
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_one_artifact_rebuilds_by_path(tiny_run):
+    target = tiny_run / "results/tiny/prompts/eval.parquet"
+    before = pd.read_parquet(target)
+    target.unlink()
+    proc = snakemake("results/tiny/prompts/eval.parquet", "--configfile", "config.yaml", cwd=tiny_run)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout + proc.stderr
+    assert "prepare_model" not in out
+    pd.testing.assert_frame_equal(pd.read_parquet(target), before)
+
+
+def test_changed_param_reruns_what_depends_on_it(tiny_run):
+    proc = snakemake("--configfile", "config.yaml", "--config", "seed=7", "--dry-run", cwd=tiny_run)
+    assert proc.returncode == 0
+    out = proc.stdout + proc.stderr
+    assert "rule prompts:" in out or "localrule prompts:" in out
+    assert "prepare_model" not in out
