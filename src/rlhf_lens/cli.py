@@ -1,0 +1,98 @@
+"""Command line: ``rlhf-lens --help``.
+
+The workflow is run with Snakemake (``snakemake --profile profiles/default``); this command
+covers what people do outside it: check a config, read the config reference, prepare a model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import yaml
+
+from .config import DEFAULT_SCHEMA, ConfigError, load_config, load_schema
+
+
+def _walk(schema: dict, prefix: str = ""):
+    """Yield (dotted key, schema) for every documented key, depth first, in file order."""
+    for key, sub in schema.get("properties", {}).items():
+        name = f"{prefix}{key}"
+        yield name, sub
+        yield from _walk(sub, name + ".")
+    extra = schema.get("additionalProperties")
+    if isinstance(extra, dict) and extra.get("properties"):
+        yield from _walk(extra, prefix + "<name>.")
+
+
+def config_reference(schema: dict) -> str:
+    """The config reference as markdown: one table row per key with type, default and meaning."""
+    lines = [
+        "# Configuration reference",
+        "",
+        "Generated from `schemas/config.schema.yaml` by `rlhf-lens config-docs`; do not edit by hand.",
+        "Every key is optional: left out, it takes the default below. The config is validated before any job runs.",
+        "",
+        "| key | type | default | meaning |",
+        "|---|---|---|---|",
+    ]
+    for name, sub in _walk(schema):
+        kind = sub.get("type", "enum" if "enum" in sub else "")
+        kind = " or ".join(kind) if isinstance(kind, list) else kind
+        if "enum" in sub:
+            kind = " \\| ".join(map(str, sub["enum"]))
+        default = f"`{yaml.safe_dump(sub['default'], default_flow_style=True).strip().removesuffix('...').strip()}`" \
+            if "default" in sub else ""
+        meaning = " ".join(str(sub.get("description", "")).split())
+        lines.append(f"| `{name}` | {kind} | {default} | {meaning} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="rlhf-lens",
+        description="See what a language model learned from its reward during RLHF. "
+        "Run the workflow with `snakemake --profile profiles/default`; these commands help around it.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_val = sub.add_parser("validate", help="validate a config file and print it with defaults filled in")
+    p_val.add_argument("config", nargs="?", default="config.yaml", help="config file (default: config.yaml)")
+    p_val.add_argument("--schema", default=str(DEFAULT_SCHEMA), help="JSON schema (default: the project's)")
+    p_doc = sub.add_parser("config-docs", help="print the config reference (markdown) generated from the schema")
+    p_doc.add_argument("--schema", default=str(DEFAULT_SCHEMA))
+    p_prep = sub.add_parser("prepare-model", help="turn a model spec into a plain Hugging Face folder")
+    p_prep.add_argument("spec", help="hub id, local folder, .gguf file or package:<pkg>/<file>")
+    p_prep.add_argument("out", help="output folder")
+    p_prep.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    p_prep.add_argument("--trust-remote-code", action="store_true")
+    args = parser.parse_args(argv)
+
+    if args.command == "validate":
+        try:
+            cfg = load_config(args.config, schema_path=args.schema)
+        except ConfigError as exc:
+            print(f"rlhf-lens: {exc}", file=sys.stderr)
+            return 1
+        except FileNotFoundError:
+            print(f"rlhf-lens: config file {args.config!r} does not exist", file=sys.stderr)
+            return 1
+        print(yaml.safe_dump(cfg, sort_keys=False), end="")
+        return 0
+    if args.command == "config-docs":
+        print(config_reference(load_schema(args.schema)), end="")
+        return 0
+    if args.command == "prepare-model":
+        from .config import ModelConfig
+        from .logs import setup_logging
+        from .models import prepare_model
+
+        setup_logging()
+        prepare_model(ModelConfig(name=Path(args.out).name, spec=args.spec, dtype=args.dtype,
+                                  trust_remote_code=args.trust_remote_code), args.out)
+        return 0
+    return 2  # unreachable: argparse requires a command
+
+
+if __name__ == "__main__":
+    sys.exit(main())
