@@ -1,0 +1,1 @@
+"""Automated interpretability: explain features with an LLM and score the explanations by simulation."""

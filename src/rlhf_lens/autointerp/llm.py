@@ -1,0 +1,187 @@
+"""LLM backends for explaining and simulating features, behind one small interface.
+
+- ``LocalChatLLM``: a transformers chat model on this machine (the offline default: the
+  prepared SmolLM2-135M-Instruct).
+- ``OpenAICompatibleLLM``: any ``/v1/chat/completions`` endpoint (vLLM, llama.cpp's server,
+  OpenAI) through the ``openai`` package; base URL and model from config, the API key read
+  from an environment variable whose *name* is configured, so the key itself never reaches
+  config files, params, logs or Snakemake metadata.
+
+Both return a ``Completion`` with the text, per generated token the top log-probabilities
+(what the "all at once" simulator needs) and token counts. ``CachedLLM`` wraps either one and
+stores every answer on disk under a hash of (backend, model, messages, parameters), so a rerun
+costs nothing. Failures after the retries raise ``LLMError`` with the reason, which callers
+record per feature instead of stopping the run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from ..atomic import write_json
+
+log = logging.getLogger(__name__)
+
+Messages = list[dict[str, str]]
+
+
+class LLMError(RuntimeError):
+    """A call that failed for good (after retries); the message says why."""
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One chat answer."""
+
+    text: str
+    """The generated text."""
+    top_logprobs: list[dict[str, float]] = field(default_factory=list)
+    """Per generated token, the most likely tokens' natural-log probabilities; empty if not asked for."""
+    prompt_tokens: int = 0
+    """Tokens in the prompt, as the backend counted them."""
+    completion_tokens: int = 0
+    """Tokens generated."""
+    cached: bool = False
+    """True when the answer came from the disk cache."""
+
+
+class ChatLLM(Protocol):
+    """What the explainer and the simulator need from a model."""
+
+    cache_identity: str
+    """Backend and model, as they enter the cache key."""
+
+    def chat(self, messages: Messages, *, max_tokens: int, temperature: float = 0.0,
+             top_logprobs: int = 0) -> Completion: ...
+
+
+class LocalChatLLM:
+    """A transformers chat model. Greedy when temperature is 0, else seeded sampling."""
+
+    def __init__(self, model_dir: str | os.PathLike, device: str = "cpu", seed: int = 0):
+        from ..models import load_prepared
+
+        self.model, self.tokenizer = load_prepared(model_dir, device=device)
+        self.device = device
+        self.seed = seed
+        self.cache_identity = f"local:{Path(model_dir).resolve().name}"
+
+    def chat(self, messages: Messages, *, max_tokens: int, temperature: float = 0.0,
+             top_logprobs: int = 0) -> Completion:
+        import torch
+
+        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
+                                                 return_dict=True)["input_ids"].to(self.device)
+        torch.manual_seed(self.seed)
+        with torch.no_grad():
+            out = self.model.generate(
+                ids, max_new_tokens=max_tokens, do_sample=temperature > 0,
+                temperature=temperature if temperature > 0 else None, top_p=None, top_k=None,
+                output_logits=top_logprobs > 0, return_dict_in_generate=True,
+                pad_token_id=self.tokenizer.pad_token_id,
+            )
+        new = out.sequences[0, ids.shape[1]:]
+        eos = self.tokenizer.eos_token_id
+        if eos is not None and (new == eos).any():
+            new = new[: int((new == eos).nonzero()[0])]
+        tops: list[dict[str, float]] = []
+        if top_logprobs > 0:
+            for logits in out.logits[: len(new)]:
+                logp = torch.log_softmax(logits[0].float(), dim=-1)
+                values, indices = logp.topk(top_logprobs)
+                tops.append({self.tokenizer.decode([int(i)]): float(v) for v, i in zip(values, indices)})
+        return Completion(text=self.tokenizer.decode(new, skip_special_tokens=True), top_logprobs=tops,
+                          prompt_tokens=int(ids.shape[1]), completion_tokens=int(len(new)))
+
+
+class OpenAICompatibleLLM:
+    """An OpenAI-compatible chat endpoint, with retries and exponential backoff."""
+
+    def __init__(self, base_url: str, model: str, api_key_env: str | None = None, timeout_s: float = 60.0,
+                 max_retries: int = 3, backoff_s: float = 1.0):
+        import openai
+
+        key = "not-needed"
+        if api_key_env:
+            key = os.environ.get(api_key_env, "")
+            if not key:
+                raise LLMError(f"environment variable {api_key_env!r} (autointerp api_key_env) is not set or empty")
+        # The openai client's own retries are turned off: ours also cover malformed answers.
+        self._client = openai.OpenAI(base_url=base_url, api_key=key, timeout=timeout_s, max_retries=0)
+        self._openai = openai
+        self.model = model
+        self.base_url = base_url
+        self.max_retries = max_retries
+        self.backoff_s = backoff_s
+        self.cache_identity = f"openai:{base_url}:{model}"
+
+    def check(self) -> None:
+        """Fail fast on a wrong URL, model or key: one 1-token request before any feature is explained."""
+        self.chat([{"role": "user", "content": "Say OK."}], max_tokens=1)
+
+    def _once(self, messages: Messages, max_tokens: int, temperature: float, top_logprobs: int) -> Completion:
+        kwargs = {"logprobs": True, "top_logprobs": top_logprobs} if top_logprobs > 0 else {}
+        response = self._client.chat.completions.create(
+            model=self.model, messages=messages, max_tokens=max_tokens, temperature=temperature, **kwargs)
+        if not response.choices or response.choices[0].message.content is None:
+            raise LLMError("the endpoint returned no message content")
+        choice = response.choices[0]
+        tops = []
+        if top_logprobs > 0 and choice.logprobs is not None and choice.logprobs.content:
+            tops = [{t.token: t.logprob for t in item.top_logprobs} for item in choice.logprobs.content]
+        usage = response.usage
+        return Completion(text=choice.message.content, top_logprobs=tops,
+                          prompt_tokens=usage.prompt_tokens if usage else 0,
+                          completion_tokens=usage.completion_tokens if usage else 0)
+
+    def chat(self, messages: Messages, *, max_tokens: int, temperature: float = 0.0,
+             top_logprobs: int = 0) -> Completion:
+        retryable = (self._openai.APIConnectionError, self._openai.APITimeoutError, self._openai.RateLimitError,
+                     self._openai.InternalServerError, LLMError)
+        for attempt in range(self.max_retries + 1):
+            try:
+                return self._once(messages, max_tokens, temperature, top_logprobs)
+            except retryable as exc:
+                if attempt == self.max_retries:
+                    raise LLMError(f"{self.base_url} failed after {attempt + 1} tries: {exc}") from exc
+                wait = self.backoff_s * 2**attempt
+                log.warning("%s: %s; retrying in %.1f s", self.base_url, exc, wait)
+                time.sleep(wait)
+            except self._openai.APIStatusError as exc:  # 4xx other than rate limits: retrying will not help
+                raise LLMError(f"{self.base_url} refused the request ({exc.status_code}): {exc.message}") from exc
+        raise AssertionError("unreachable")
+
+
+class CachedLLM:
+    """Wrap a ChatLLM so every answer is stored on disk and a repeated call costs nothing."""
+
+    def __init__(self, llm: ChatLLM, cache_dir: str | os.PathLike):
+        self.llm = llm
+        self.cache_dir = Path(cache_dir)
+        self.cache_identity = llm.cache_identity
+        self.hits = 0
+        self.misses = 0
+
+    def key(self, messages: Messages, **params) -> str:
+        blob = json.dumps({"llm": self.llm.cache_identity, "messages": messages, "params": params}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def chat(self, messages: Messages, *, max_tokens: int, temperature: float = 0.0,
+             top_logprobs: int = 0) -> Completion:
+        params = {"max_tokens": max_tokens, "temperature": temperature, "top_logprobs": top_logprobs}
+        key = self.key(messages, **params)
+        path = self.cache_dir / key[:2] / f"{key}.json"
+        if path.is_file():
+            self.hits += 1
+            return Completion(**{**json.loads(path.read_text()), "cached": True})
+        self.misses += 1
+        completion = self.llm.chat(messages, **params)
+        write_json(asdict(completion), path)
+        return completion

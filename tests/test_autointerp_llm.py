@@ -1,0 +1,58 @@
+"""LLM backends: the local transformers chat model, the disk cache, and endpoint failures."""
+
+from __future__ import annotations
+
+import math
+import socket
+
+import pytest
+
+from rlhf_lens.autointerp.llm import CachedLLM, LocalChatLLM, LLMError, OpenAICompatibleLLM
+
+MESSAGES = [{"role": "system", "content": "You explain neurons."}, {"role": "user", "content": "Name a colour."}]
+
+
+@pytest.fixture(scope="module")
+def local_llm(tiny_model_dir):
+    return LocalChatLLM(tiny_model_dir)
+
+
+def test_local_chat_is_deterministic_with_probabilities(local_llm):
+    first = local_llm.chat(MESSAGES, max_tokens=5, top_logprobs=3)
+    second = local_llm.chat(MESSAGES, max_tokens=5, top_logprobs=3)
+    assert first == second
+    assert 0 < first.completion_tokens <= 5 and first.prompt_tokens > 5
+    assert len(first.top_logprobs) == first.completion_tokens
+    for top in first.top_logprobs:
+        assert len(top) <= 3 and all(v <= 0 for v in top.values())
+        assert sum(math.exp(v) for v in top.values()) <= 1 + 1e-5
+    # Greedy decoding: the emitted token is the most likely one at each step.
+    assert first.top_logprobs[0][max(first.top_logprobs[0], key=first.top_logprobs[0].get)] == max(
+        first.top_logprobs[0].values())
+
+
+def test_cache_answers_repeats_from_disk(local_llm, tmp_path):
+    cached = CachedLLM(local_llm, tmp_path / "cache")
+    a = cached.chat(MESSAGES, max_tokens=4)
+    b = cached.chat(MESSAGES, max_tokens=4)
+    assert (cached.misses, cached.hits) == (1, 1)
+    assert not a.cached and b.cached and b.text == a.text
+    cached.chat(MESSAGES, max_tokens=3)  # other parameters: another entry
+    assert cached.misses == 2
+    again = CachedLLM(local_llm, tmp_path / "cache")  # a rerun in a new process reads the same files
+    assert again.chat(MESSAGES, max_tokens=4).cached and again.misses == 0
+
+
+def test_missing_api_key_is_caught_before_any_call(monkeypatch):
+    monkeypatch.delenv("RLHF_LENS_TEST_KEY", raising=False)
+    with pytest.raises(LLMError, match="RLHF_LENS_TEST_KEY"):
+        OpenAICompatibleLLM("http://127.0.0.1:9/v1", "m", api_key_env="RLHF_LENS_TEST_KEY")
+
+
+def test_unreachable_endpoint_fails_with_reason_after_retries():
+    with socket.socket() as sock:  # a loopback port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    llm = OpenAICompatibleLLM(f"http://127.0.0.1:{port}/v1", "m", timeout_s=2, max_retries=1, backoff_s=0.01)
+    with pytest.raises(LLMError, match="failed after 2 tries"):
+        llm.check()
