@@ -25,3 +25,14 @@ def tokenizer():
 def tiny_model_dir(tmp_path_factory, tokenizer) -> Path:
     """A 2-block LlamaForCausalLM (d_model 32) with the SmolLM2 tokenizer, as an HF folder."""
     return save_tiny_model(tmp_path_factory.mktemp("models") / "tiny", tokenizer)
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir(tmp_path_factory) -> Path:
+    """The real default model, SmolLM2-135M-Instruct, prepared from its packaged GGUF (about 30 s)."""
+    from rlhf_lens.config import ModelConfig
+    from rlhf_lens.models import prepare_model
+
+    from tiny_models import DEFAULT_SPEC
+
+    return prepare_model(ModelConfig(name="smollm2", spec=DEFAULT_SPEC), tmp_path_factory.mktemp("models") / "smollm2")

@@ -59,11 +59,11 @@ def test_prepare_replaces_an_existing_folder(tiny_model_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_packaged_gguf_converts_to_an_equivalent_folder(tmp_path):
+def test_packaged_gguf_converts_to_an_equivalent_folder(smollm2_dir):
     """The default model: the saved folder must give the GGUF-loaded model's logits."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    out = prepare_model(ModelConfig(name="smollm2", spec=DEFAULT_SPEC), tmp_path / "smollm2")
+    out = smollm2_dir
     gguf = Path(resolve_spec(DEFAULT_SPEC).location)
     reference = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name).eval()
     ref_tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)

@@ -72,11 +72,12 @@ def parse_predictions(completion: Completion, n_tokens: int) -> list[float | Non
     return written + [None] * (n_tokens - len(written))
 
 
-def simulate_window(llm: ChatLLM, explanation: str, tokens: list[str], top_logprobs: int = 5) -> list[float | None]:
-    """Predicted activations (0-10) of ``tokens`` given ``explanation``."""
+def simulate_window(llm: ChatLLM, explanation: str, tokens: list[str], top_logprobs: int = 5,
+                    temperature: float = 0.0) -> tuple[list[float | None], Completion]:
+    """Predicted activations (0-10) of ``tokens`` given ``explanation``, and the raw completion."""
     completion = llm.chat(simulation_messages(explanation, tokens), max_tokens=8 * len(tokens) + 16,
-                          top_logprobs=top_logprobs)
-    return parse_predictions(completion, len(tokens))
+                          temperature=temperature, top_logprobs=top_logprobs)
+    return parse_predictions(completion, len(tokens)), completion
 
 
 def correlation_score(true: list[list[float]], predicted: list[list[float | None]]) -> float:
