@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= 2
 
-.PHONY: setup run test lint dryrun report clean
+.PHONY: setup run test lint dryrun clean llama-server
 
 setup: $(STAMP)
 
@@ -19,6 +19,16 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 	$(BIN)/python -m pip install -q --no-deps -e .
 	touch $(STAMP)
 
+# llama.cpp's OpenAI-compatible server for the autointerp client's tests: pip compiles
+# llama.cpp (about 5 min on 2 cores), so it gets its own environment.
+LLAMA_VENV := .venv-llama
+llama-server: $(LLAMA_VENV)/.installed
+
+$(LLAMA_VENV)/.installed:
+	test -x $(LLAMA_VENV)/bin/python || $(PYTHON) -m venv $(LLAMA_VENV)
+	CMAKE_BUILD_PARALLEL_LEVEL=$(CORES) $(LLAMA_VENV)/bin/python -m pip install -q "llama-cpp-python[server]==0.3.36"
+	touch $@
+
 run: setup
 	$(BIN)/snakemake --profile profiles/default --cores $(CORES)
 
@@ -28,7 +38,17 @@ test: setup
 lint: setup
 	$(BIN)/snakemake --lint
 
-dryrun: setup
+dry# llama.cpp's OpenAI-compatible server for the autointerp client's tests: pip compiles
+# llama.cpp (about 5 min on 2 cores), so it gets its own environment.
+LLAMA_VENV := .venv-llama
+llama-server: $(LLAMA_VENV)/.installed
+
+$(LLAMA_VENV)/.installed:
+	test -x $(LLAMA_VENV)/bin/python || $(PYTHON) -m venv $(LLAMA_VENV)
+	CMAKE_BUILD_PARALLEL_LEVEL=$(CORES) $(LLAMA_VENV)/bin/python -m pip install -q "llama-cpp-python[server]==0.3.36"
+	touch $@
+
+run: setup
 	$(BIN)/snakemake --profile profiles/default --dry-run
 
 clean:

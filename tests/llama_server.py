@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.request
 from contextlib import contextmanager
@@ -45,13 +46,16 @@ def llama_server(gguf: Path, startup_timeout_s: float = 180.0) -> Iterator[str]:
     port = _free_port()
     cmd = [str(python), "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
            "--port", str(port), "--n_ctx", "4096", "--n_threads", "2", "--model_alias", "smollm2"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # The server logs a lot: into a file, since an unread pipe would fill up and stall it.
+    log = tempfile.NamedTemporaryFile("w+", prefix="llama-server-", suffix=".log", delete=False)
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}/v1"
     try:
         deadline = time.monotonic() + startup_timeout_s
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"llama.cpp server exited with {proc.returncode}: {proc.stderr.read()[-2000:]}")
+                raise RuntimeError(f"llama.cpp server exited with {proc.returncode}: "
+                                   f"{Path(log.name).read_text()[-2000:]}")
             try:
                 with urllib.request.urlopen(f"{base}/models", timeout=2) as response:
                     if response.status == 200:
@@ -68,3 +72,5 @@ def llama_server(gguf: Path, startup_timeout_s: float = 180.0) -> Iterator[str]:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+        log.close()
+        Path(log.name).unlink(missing_ok=True)
