@@ -21,7 +21,7 @@ from typing import Iterator
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-LLAMA_PYTHON = Path(os.environ.get("RLHF_LENS_LLAMA_PYTHON", REPO / ".venv-llama" / "bin" / "python"))
+LLAMA_PYTHON = Path(os.environ.get("RLHF_LENS_LLAMA_PYTHON") or REPO / ".venv-llama" / "bin" / "python")
 
 
 def _free_port() -> int:
