@@ -89,3 +89,35 @@ def test_detection_auroc_known_answers():
     assert detection_auroc([5, 5], [5, 5]) == 0.5
     with pytest.raises(ValueError):
         detection_auroc([], [1])
+
+
+def test_prefill_simulation_known_answers(tiny_model_dir):
+    """Teacher-forced values on a real (tiny) model: valid expectations, equal to a manual computation."""
+    import torch
+
+    from rlhf_lens.autointerp.llm import LocalChatLLM
+    from rlhf_lens.autointerp.simulate import _answer_lines, simulate_by_prefill
+
+    llm = LocalChatLLM(tiny_model_dir)
+    tokens = ["The", " film", " was", " great", "\n"]
+    predictions = simulate_by_prefill(llm, "fires on praise", tokens)
+    assert len(predictions) == len(tokens) and all(0 <= p <= 10 for p in predictions)
+    # Recompute the first token's expectation by hand from one forward pass.
+    from rlhf_lens.autointerp.prompts import simulation_messages
+
+    messages = simulation_messages("fires on praise", tokens)
+    text, positions = _answer_lines(tokens, "unknown")
+    tok = llm.tokenizer
+    prompt = tok.apply_chat_template(messages, add_generation_prompt=True, return_dict=True)["input_ids"]
+    ids = torch.tensor([prompt + tok(text[: positions[0]], add_special_tokens=False)["input_ids"]])
+    with torch.no_grad():
+        p = torch.softmax(llm.model(ids).logits[0, -1].float(), -1)
+    digit_p = torch.tensor([p[tok(str(d), add_special_tokens=False)["input_ids"][0]] for d in range(10)])
+    ids10 = torch.tensor([prompt + tok(text[: positions[0]] + "1", add_special_tokens=False)["input_ids"]])
+    with torch.no_grad():
+        q = torch.softmax(llm.model(ids10).logits[0, -1].float(), -1)
+    zero, end = q[tok("0", add_special_tokens=False)["input_ids"][0]], q[tok("\n", add_special_tokens=False)["input_ids"][0]]
+    ten = zero / (zero + end)
+    values = torch.arange(10, dtype=torch.float32)
+    values[1] = 10 * ten + (1 - ten)
+    assert predictions[0] == pytest.approx(float((digit_p * values).sum() / digit_p.sum()), rel=1e-4)

@@ -101,6 +101,38 @@ class LocalChatLLM:
                           prompt_tokens=int(ids.shape[1]), completion_tokens=int(len(new)))
 
 
+    def prefill_logprobs(self, messages: Messages, assistant_text: str, char_positions: list[int],
+                         candidates: list[str]) -> list[dict[str, float]]:
+        """Teacher-forced scoring in ONE forward pass: the chat, then ``assistant_text`` as the answer.
+
+        For each character position in ``assistant_text`` (which must start a token), the
+        natural-log probabilities of the ``candidates`` (single tokens) as the token there.
+        Only a local model can do this: chat endpoints give no probabilities of prompt tokens.
+        """
+        import torch
+
+        prompt = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
+                                                    return_dict=True)["input_ids"][0]
+        answer = self.tokenizer(assistant_text, add_special_tokens=False, return_offsets_mapping=True)
+        starts = {start: j for j, (start, _) in enumerate(answer["offset_mapping"])}
+        candidate_ids = []
+        for c in candidates:
+            ids = self.tokenizer(c, add_special_tokens=False)["input_ids"]
+            if len(ids) != 1:
+                raise ValueError(f"candidate {c!r} is not a single token for this tokenizer")
+            candidate_ids.append(ids[0])
+        full = torch.cat([prompt, torch.tensor(answer["input_ids"], dtype=prompt.dtype)]).unsqueeze(0)
+        with torch.no_grad():
+            logp = torch.log_softmax(self.model(full.to(self.device)).logits[0].float(), dim=-1)
+        out = []
+        for pos in char_positions:
+            if pos not in starts:
+                raise ValueError(f"character {pos} of the assistant text does not start a token")
+            row = logp[len(prompt) + starts[pos] - 1]  # logits at t predict token t + 1
+            out.append({c: float(row[i]) for c, i in zip(candidates, candidate_ids)})
+        return out
+
+
 class OpenAICompatibleLLM:
     """An OpenAI-compatible chat endpoint, with retries and exponential backoff."""
 
@@ -173,11 +205,13 @@ class CachedLLM:
         blob = json.dumps({"llm": self.llm.cache_identity, "messages": messages, "params": params}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
+    def _path(self, key: str) -> Path:
+        return self.cache_dir / key[:2] / f"{key}.json"
+
     def chat(self, messages: Messages, *, max_tokens: int, temperature: float = 0.0,
              top_logprobs: int = 0) -> Completion:
         params = {"max_tokens": max_tokens, "temperature": temperature, "top_logprobs": top_logprobs}
-        key = self.key(messages, **params)
-        path = self.cache_dir / key[:2] / f"{key}.json"
+        path = self._path(self.key(messages, **params))
         if path.is_file():
             self.hits += 1
             return Completion(**{**json.loads(path.read_text()), "cached": True})
@@ -185,3 +219,19 @@ class CachedLLM:
         completion = self.llm.chat(messages, **params)
         write_json(asdict(completion), path)
         return completion
+
+    @property
+    def can_prefill(self) -> bool:
+        return hasattr(self.llm, "prefill_logprobs")
+
+    def prefill_logprobs(self, messages: Messages, assistant_text: str, char_positions: list[int],
+                         candidates: list[str]) -> list[dict[str, float]]:
+        params = {"prefill": assistant_text, "positions": char_positions, "candidates": candidates}
+        path = self._path(self.key(messages, **params))
+        if path.is_file():
+            self.hits += 1
+            return json.loads(path.read_text())
+        self.misses += 1
+        result = self.llm.prefill_logprobs(messages, assistant_text, char_positions, candidates)
+        write_json(result, path)
+        return result

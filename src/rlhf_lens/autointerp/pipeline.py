@@ -56,8 +56,9 @@ def explain_and_score(llm: ChatLLM, examples: FeatureExamples, cfg: ScoringConfi
             values, completion = simulate_window(llm, row["explanation"], window.tokens, cfg.top_logprobs,
                                                  cfg.temperature)
             predicted.append(values)
-            row["prompt_tokens"] += completion.prompt_tokens
-            row["completion_tokens"] += completion.completion_tokens
+            if completion is not None:
+                row["prompt_tokens"] += completion.prompt_tokens
+                row["completion_tokens"] += completion.completion_tokens
     except (LLMError, ExplanationParseError) as exc:
         row.update(status="failed", reason=f"{type(exc).__name__}: {exc}")
         return row

@@ -1,9 +1,10 @@
 """Simulate a feature from its explanation and score the simulation.
 
-"All at once" simulation: the simulator writes every token line with a predicted activation
-in one answer. Where the backend gives token probabilities, the prediction for a token is the
-expected value ``sum_v v * p(v)`` over the digits 0-10 at the position where the model writes
-that token's activation; otherwise the written integer is used. The score is the Pearson
+"All at once" simulation: one answer holds a value for every token line, and the prediction
+for a token is the expected value ``sum_v v * p(v)`` over the values 0-10 at the position where
+that token's value goes. A local model is scored by teacher forcing (two forward passes per
+window, no generation); a chat endpoint writes the lines and the probabilities of its tokens
+are read, or, where it gives none, the integers it wrote. The score is the Pearson
 correlation of predicted vs true activations over ALL held-out windows concatenated (not a
 mean of per-window correlations, which is undefined for silent windows and overweights short
 ones).
@@ -11,13 +12,16 @@ ones).
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 
 import numpy as np
 
 from .llm import ChatLLM, Completion
-from .prompts import simulation_messages
+from .prompts import escape_token, simulation_messages
+
+log = logging.getLogger(__name__)
 
 DIGITS = {str(v): v for v in range(11)}
 
@@ -72,9 +76,51 @@ def parse_predictions(completion: Completion, n_tokens: int) -> list[float | Non
     return written + [None] * (n_tokens - len(written))
 
 
+def _answer_lines(tokens: list[str], filler: str) -> tuple[str, list[int]]:
+    """The simulator's answer with ``filler`` as every value, and where each value starts."""
+    text, positions = "", []
+    for token in tokens:
+        text += escape_token(token) + "\t"
+        positions.append(len(text))
+        text += filler + "\n"
+    return text, positions
+
+
+def simulate_by_prefill(llm, explanation: str, tokens: list[str]) -> list[float]:
+    """All at once by teacher forcing (Bills et al.): every value is the placeholder "unknown",
+    and the model's probabilities of the digits in its place give the expected activation.
+
+    Digits are single tokens here, so "10" begins with "1": a second pass with "10" written
+    everywhere gives P("0" | "1") against P(end of line | "1"), which splits p("1") into 1 and 10.
+    Two forward passes per window, whatever its length.
+    """
+    messages = simulation_messages(explanation, tokens)
+    text, positions = _answer_lines(tokens, "unknown")
+    first = llm.prefill_logprobs(messages, text, positions, [str(d) for d in range(10)])
+    text, positions = _answer_lines(tokens, "10")
+    second = llm.prefill_logprobs(messages, text, [p + 1 for p in positions], ["0", "\n"])
+    predictions = []
+    for digits, after_one in zip(first, second):
+        p = {int(d): math.exp(v) for d, v in digits.items()}
+        p_zero, p_end = math.exp(after_one["0"]), math.exp(after_one["\n"])
+        ten = p_zero / (p_zero + p_end) if p_zero + p_end > 0 else 0.0
+        expected = sum(d * pd for d, pd in p.items() if d != 1) + p[1] * (10 * ten + (1 - ten))
+        predictions.append(expected / sum(p.values()))
+    return predictions
+
+
 def simulate_window(llm: ChatLLM, explanation: str, tokens: list[str], top_logprobs: int = 5,
-                    temperature: float = 0.0) -> tuple[list[float | None], Completion]:
-    """Predicted activations (0-10) of ``tokens`` given ``explanation``, and the raw completion."""
+                    temperature: float = 0.0) -> tuple[list[float | None], Completion | None]:
+    """Predicted activations (0-10) of ``tokens`` given ``explanation``, and the chat completion if any.
+
+    Local models are scored by teacher forcing (``simulate_by_prefill``, no generation); chat
+    endpoints write every line and the probabilities of what they wrote are read.
+    """
+    if getattr(llm, "can_prefill", hasattr(llm, "prefill_logprobs")):
+        try:
+            return simulate_by_prefill(llm, explanation, tokens), None
+        except ValueError as exc:  # a token that merges across the record's tabs: generate instead
+            log.debug("prefill simulation not possible (%s); generating", exc)
     completion = llm.chat(simulation_messages(explanation, tokens), max_tokens=8 * len(tokens) + 16,
                           temperature=temperature, top_logprobs=top_logprobs)
     return parse_predictions(completion, len(tokens)), completion
