@@ -376,3 +376,25 @@ def split_docs(n_docs: int, eval_fraction: float, seed: int) -> tuple[np.ndarray
     perm = np.random.default_rng(seed).permutation(n_docs)
     n_eval = min(max(1, round(eval_fraction * n_docs)), n_docs - 1) if n_docs >= 2 else 0
     return np.sort(perm[n_eval:]), np.sort(perm[:n_eval])
+
+
+def activation_store_stage(model_dir, tokenizer_dir, corpus_path, layers_json, out_dir, cfg: ActivationsConfig,
+                           device: str = "cpu") -> dict:
+    """Load a model (base or policy) and the base tokenizer, read the corpus and the chosen layers, extract.
+
+    The tokenizer always comes from ``tokenizer_dir`` (the base model) so both roles see the same tokens.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    layers_path = Path(layers_json)
+    try:
+        layers = json.loads(layers_path.read_text())["layers"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ActivationStoreError(f"{layers_path}: cannot read the 'layers' list ({exc})") from None
+    texts = read_corpus(corpus_path, cfg.corpus, cfg.text_column, cfg.max_docs)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, use_safetensors=True).to(device).eval()
+    check_layers(layers, len(find_blocks(model)), source=str(layers_path))
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    return extract_activations(model, tokenizer, texts, layers, out_dir, cfg, device=device,
+                               meta={"model": str(model_dir), "tokenizer": str(tokenizer_dir),
+                                     "corpus": str(corpus_path)})

@@ -70,10 +70,11 @@ def plot_divergence(table: pd.DataFrame, chosen: list[int], path: str | os.PathL
 
 def divergence_stage(base_dir, rlhf_dir, top_n: int, table_path, layers_path, plot_path, device: str = "cpu") -> list[int]:
     """Load both models, write the per-block table, the chosen layers (JSON) and the bar plot."""
-    from .models import load_prepared
+    from transformers import AutoModelForCausalLM
 
-    base, _ = load_prepared(base_dir, device)
-    rlhf, _ = load_prepared(rlhf_dir, device)
+    # Only the weights matter here; a policy folder need not carry a tokenizer.
+    base = AutoModelForCausalLM.from_pretrained(base_dir, use_safetensors=True).to(device)
+    rlhf = AutoModelForCausalLM.from_pretrained(rlhf_dir, use_safetensors=True).to(device)
     table = block_divergence(base, rlhf)
     chosen = top_layers(table, top_n)
     table["rank"] = table["divergence"].rank(ascending=False, method="first").astype(int)
