@@ -51,7 +51,7 @@ def provider():
 
 cfg = TopKTrainingSAEConfig(d_in=x.shape[1], d_sae=args["d_sae"], k=args["k"], device="cpu", dtype="float32")
 sae = TopKTrainingSAE(cfg)
-tcfg = SAETrainerConfig(total_training_samples=steps * batch, train_batch_size_samples=batch, lr=args["lr"],
+tcfg = SAETrainerConfig(total_training_samples=steps * batch, train_batch_size_samples=batch, lr=args["lr"], lr_end=args["lr"],
                         device="cpu", n_batches_for_norm_estimate=1)
 trainer = SAETrainer(cfg=tcfg, sae=sae, data_provider=provider())
 t = time.perf_counter()

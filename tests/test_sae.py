@@ -110,3 +110,12 @@ def test_sae_recovers_planted_sparse_directions(kind, extra):
     best, _ = max_cosine(truth, sae.atoms().detach())
     assert best.mean() > 0.9, best
     assert (best > 0.7).mean() > 0.9
+
+
+def test_small_and_large_dictionaries_do_not_share_their_initialisation():
+    x = _x()
+    cfg = dict(kind="relu", epochs=1, batch_size=600, lr=1e-12, seed=0)
+    small, _ = train_sae(x, SAETrainConfig(d_sae=16, **cfg), progress=False)
+    large, _ = train_sae(x, SAETrainConfig(d_sae=32, **cfg), progress=False)
+    best, _ = max_cosine(small.atoms().detach(), large.atoms().detach())
+    assert best.mean() < 0.9  # identical starting atoms would give 1.0
