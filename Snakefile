@@ -16,6 +16,7 @@ configfile: "config.yaml"
 # common.smk validates the config first, then defines the names the rules use.
 include: "rules/common.smk"
 include: "rules/prepare.smk"
+include: "rules/interp.smk"
 
 
 wildcard_constraints:
@@ -23,6 +24,9 @@ wildcard_constraints:
     model=re.escape(MODEL),
     split="|".join(SPLITS),
     reward="|".join(map(re.escape, REWARDS)),
+    role="base|rlhf",
+    layer="[0-9]+",
+    size="(relu|topk)_[0-9]+x(_seed[0-9]+)?",
 
 
 check_rule_overrides([r.name for r in workflow.rules])

@@ -78,6 +78,17 @@ BAD_CONFIGS = {
     "zero max_words": ({"prompts": {"max_words": 0}}, ["'prompts.max_words'", ">= 1"]),
     "bad dtype": ({"model": {"dtype": "float64"}}, ["'model.dtype'", "float64", "one of: float32, bfloat16, float16"]),
     "bad reward name": ({"rewards": {"bad name": {"type": "utility_table"}}}, ["'rewards.bad name'", "not an allowed name"]),
+    "zero top_n": ({"divergence": {"top_n": 0}}, ["'divergence.top_n'", ">= 1"]),
+    "unknown hook site": ({"activations": {"site": "attn_out"}},
+                          ["'activations.site'", "'attn_out'", "one of: mlp_out, resid_post"]),
+    "missing corpus file": ({"activations": {"corpus": "/no/texts.parquet"}},
+                            ["'activations.corpus'", "/no/texts.parquet", "does not exist"]),
+    "unknown SAE kind": ({"sae": {"kinds": ["gated"]}}, ["'sae.kinds.0'", "'gated'", "one of: relu, topk"]),
+    "one SAE size": ({"sae": {"sizes": [2]}}, ["'sae.sizes'", "[2]"]),
+    "baseline seed equals run seed": ({"seed": 3, "sae": {"baseline_seeds": [3]}},
+                                      ["'sae.baseline_seeds'", "other than the run's seed (3)"]),
+    "negative l1": ({"sae": {"l1": -1}}, ["'sae.l1'", "> 0"]),
+    "zero top_k": ({"features": {"top_k": 0}}, ["'features.top_k'", ">= 1"]),
 }
 
 

@@ -177,6 +177,22 @@ def _reward_problems(rewards: dict) -> list[str]:
     return problems
 
 
+def _interp_problems(config: dict) -> list[str]:
+    problems = []
+    corpus = config["activations"]["corpus"]
+    if corpus != "rl_eval":
+        path = Path(corpus).expanduser()
+        if path.suffix not in PROMPT_FILE_SUFFIXES:
+            problems.append(f"key 'activations.corpus' has value {corpus!r}: expected rl_eval or a file ending in "
+                            f"{', '.join(PROMPT_FILE_SUFFIXES)}")
+        elif not path.is_file():
+            problems.append(f"key 'activations.corpus' has value {corpus!r}: that file does not exist")
+    if config["seed"] in config["sae"]["baseline_seeds"]:
+        problems.append(f"key 'sae.baseline_seeds' has value {config['sae']['baseline_seeds']!r}: expected seeds other "
+                        f"than the run's seed ({config['seed']}), or the baseline SAE is the same SAE")
+    return problems
+
+
 def _semantic_problems(config: dict) -> list[str]:
     problems = []
     try:
@@ -185,6 +201,7 @@ def _semantic_problems(config: dict) -> list[str]:
         problems.append(f"key 'model.spec' has value {config['model']['spec']!r}: {exc}")
     problems += _prompt_source_problems(config["prompts"])
     problems += _reward_problems(config["rewards"])
+    problems += _interp_problems(config)
     return problems
 
 
@@ -266,6 +283,18 @@ class Resources:
     """Wall-clock limit per job in minutes, before scaling by the attempt number."""
 
 
+@dataclass(frozen=True)
+class FeaturesConfig:
+    """Dictionary matching (``features:`` in config.yaml)."""
+
+    top_k: int = 10
+    """Best-matched small-dictionary features kept per (role, layer)."""
+    bootstrap: int = 1000
+    """Bootstrap resamples for confidence intervals; 0 skips them."""
+    ci_level: float = 0.95
+    """Confidence level of the bootstrap intervals."""
+
+
 def _pick(cls, mapping: dict):
     names = cls.__dataclass_fields__.keys()
     return cls(**{k: v for k, v in mapping.items() if k in names})
@@ -284,3 +313,27 @@ def rule_resources(config: dict, rule: str) -> Resources:
     base = {k: v for k, v in config["resources"].items() if k != "per_rule"}
     base.update(config["resources"].get("per_rule", {}).get(rule, {}))
     return _pick(Resources, base)
+
+
+def divergence_top_n(config: dict) -> int:
+    """Number of most-changed blocks studied (``divergence.top_n``)."""
+    return int(config["divergence"]["top_n"])
+
+
+def activations_config(config: dict):
+    """Typed view of ``activations:`` (rlhf_lens.activations.ActivationsConfig)."""
+    from .activations import ActivationsConfig
+
+    return _pick(ActivationsConfig, config["activations"])
+
+
+def sae_config(config: dict):
+    """Typed view of ``sae:`` (rlhf_lens.sae.fit.SAEStageConfig); lists become tuples."""
+    from .sae.fit import SAEStageConfig
+
+    raw = {k: tuple(v) if isinstance(v, list) else v for k, v in config["sae"].items()}
+    return _pick(SAEStageConfig, raw)
+
+
+def features_config(config: dict) -> FeaturesConfig:
+    return _pick(FeaturesConfig, config["features"])

@@ -1,0 +1,156 @@
+"""Our SAE training vs SAELens's, same architecture (TopK), same cached activations, same steps.
+
+    .venv/bin/python benchmarks/sae_vs_saelens.py [--model DIR] [--layer 3] [--steps 300]
+
+1. Caches MLP-output activations of one block of the model on the built-in review texts
+   (rlhf_lens.activations), split into training and evaluation tokens.
+2. Trains our TopK SAE (rlhf_lens.sae) for ``--steps`` steps of ``--batch`` tokens.
+3. Installs SAELens into its own virtual environment (benchmarks/.venvs/saelens, git-ignored)
+   if missing, and trains SAELens's TopKTrainingSAE with its SAETrainer on the same tokens for the
+   same steps, batch size, k, dictionary size and learning rate.
+4. Scores both reconstructions of the evaluation tokens with the same explained variance
+   (around the mean, float64, rlhf_lens.sae.metrics) and prints tokens/s side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+VENV = HERE / ".venvs" / "saelens"
+SAELENS = "sae-lens==6.54.12"
+TORCH = "torch==2.13.0"
+
+WORKER = r'''
+import json, sys, time
+import numpy as np, torch
+from sae_lens import TopKTrainingSAE, TopKTrainingSAEConfig
+from sae_lens.config import SAETrainerConfig
+from sae_lens.training.sae_trainer import SAETrainer
+
+args = json.loads(sys.argv[1])
+torch.set_num_threads(args["threads"])
+torch.manual_seed(args["seed"])
+x = torch.from_numpy(np.load(args["train"]))
+x_eval = torch.from_numpy(np.load(args["eval"]))
+batch, steps = args["batch"], args["steps"]
+
+def provider():
+    g = torch.Generator().manual_seed(args["seed"])
+    while True:
+        perm = torch.randperm(len(x), generator=g)
+        for i in range(0, len(x) - batch + 1, batch):
+            yield x[perm[i:i + batch]]
+
+cfg = TopKTrainingSAEConfig(d_in=x.shape[1], d_sae=args["d_sae"], k=args["k"], device="cpu", dtype="float32")
+sae = TopKTrainingSAE(cfg)
+tcfg = SAETrainerConfig(total_training_samples=steps * batch, train_batch_size_samples=batch, lr=args["lr"], lr_end=args["lr"],
+                        device="cpu", n_batches_for_norm_estimate=1)
+trainer = SAETrainer(cfg=tcfg, sae=sae, data_provider=provider())
+t = time.perf_counter()
+trainer.fit()
+seconds = time.perf_counter() - t
+with torch.no_grad():
+    recon = sae.decode(sae.encode(x_eval)).numpy()
+np.save(args["out"], recon)
+print(json.dumps({"seconds": seconds}))
+'''
+
+
+def ensure_venv() -> Path:
+    python = VENV / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+    probe = subprocess.run([str(python), "-c", "import sae_lens"], capture_output=True)
+    if probe.returncode != 0:
+        print(f"installing {SAELENS} into {VENV} ...", flush=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", TORCH, SAELENS], check=True)
+    return python
+
+
+def cache_activations(model_dir: str, layer: int, max_tokens: int, workdir: Path):
+    from importlib.resources import files
+
+    from rlhf_lens.activations import ActivationsConfig, extract_activations, read_layer, split_docs
+    from rlhf_lens.models import load_prepared
+
+    texts = [t for t in files("rlhf_lens.data").joinpath("builtin_reviews.txt").read_text().splitlines() if t.strip()]
+    model, tok = load_prepared(model_dir)
+    cfg = ActivationsConfig(max_tokens=max_tokens, max_length=64, batch_size=16)
+    manifest = extract_activations(model, tok, texts, [layer], workdir / "store", cfg)
+    train_ids, eval_ids = split_docs(manifest["n_docs"], 0.2, 0)
+    return read_layer(workdir / "store", layer, train_ids)[1], read_layer(workdir / "store", layer, eval_ids)[1]
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="resources/models/smollm2-135m-instruct")
+    p.add_argument("--layer", type=int, default=3)
+    p.add_argument("--tokens", type=int, default=6000, help="activation tokens cached")
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--mult", type=int, default=2, help="dictionary size as a multiple of d_model")
+    p.add_argument("--k", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+
+    import numpy as np
+    import torch
+
+    from rlhf_lens.sae import SAETrainConfig, train_sae
+    from rlhf_lens.sae.metrics import explained_variance
+
+    torch.set_num_threads(args.threads)
+    python = ensure_venv()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        x, x_eval = cache_activations(args.model, args.layer, args.tokens, tmp)
+        d = x.shape[1]
+        np.save(tmp / "train.npy", x.numpy())
+        np.save(tmp / "eval.npy", x_eval.numpy())
+        epochs_equiv = args.steps * args.batch / len(x)
+        print(f"cached {len(x)} training and {len(x_eval)} evaluation tokens, d_model {d}, layer {args.layer}")
+
+        # Ours: the same number of steps, as whole epochs plus the remainder via stop_after.
+        steps_per_epoch = -(-len(x) // args.batch)
+        cfg = SAETrainConfig(kind="topk", d_sae=args.mult * d, k=args.k, lr=args.lr, batch_size=args.batch,
+                             epochs=-(-args.steps // steps_per_epoch), seed=0, checkpoint_every=0)
+        t = time.perf_counter()
+        ours, _ = train_sae(x, cfg, progress=False, stop_after=args.steps)
+        ours_s = time.perf_counter() - t
+        with torch.no_grad():
+            ours_ev = explained_variance(x_eval, ours(x_eval)[0])
+
+        job = {"train": str(tmp / "train.npy"), "eval": str(tmp / "eval.npy"), "out": str(tmp / "recon.npy"),
+               "d_sae": args.mult * d, "k": args.k, "lr": args.lr, "batch": args.batch, "steps": args.steps,
+               "seed": 0, "threads": args.threads}
+        proc = subprocess.run([str(python), "-c", WORKER, json.dumps(job)], capture_output=True, text=True,
+                              env={**os.environ, "WANDB_MODE": "disabled"})
+        if proc.returncode != 0:
+            print(proc.stderr[-3000:], file=sys.stderr)
+            print("SAELens run failed (see above)")
+            return 1
+        theirs_s = json.loads(proc.stdout.strip().splitlines()[-1])["seconds"]
+        theirs_ev = explained_variance(x_eval, torch.from_numpy(np.load(tmp / "recon.npy")))
+
+    tokens = args.steps * args.batch
+    print(f"\nTopK SAE, d_sae {args.mult * d}, k {args.k}, {args.steps} steps x {args.batch} tokens "
+          f"(~{epochs_equiv:.1f} epochs), {args.threads} threads")
+    print(f"{'':12}{'tokens/s':>12}{'EV (around mean)':>20}")
+    print(f"{'rlhf-lens':12}{tokens / ours_s:12.0f}{ours_ev:20.4f}")
+    print(f"{'SAELens':12}{tokens / theirs_s:12.0f}{theirs_ev:20.4f}")
+    print(f"speed ratio (ours / SAELens): {theirs_s / ours_s:.2f}x; EV difference (ours - SAELens): "
+          f"{ours_ev - theirs_ev:+.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

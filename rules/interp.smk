@@ -1,0 +1,123 @@
+# Interpretation stage: layer divergence -> activation stores -> paired SAEs -> dictionary matching.
+# The selected layers are known only once divergence has run, so divergence is a checkpoint and the
+# per-reward summary gathers its inputs through an input function; asking for one SAE folder by its
+# path builds just divergence, that role's activation store and that SAE.
+
+include: "interp_helpers.smk"
+
+
+checkpoint divergence:
+    """Per-block parameter divergence of base vs RLHF policy; the top-n blocks and a bar plot."""
+    input:
+        base=model_dir(),
+        rlhf=lambda wildcards: policy_dir(wildcards.run, wildcards.reward),
+    output:
+        table="results/{run}/divergence/{reward}.parquet",
+        layers="results/{run}/divergence/{reward}_layers.json",
+        plot=report("results/{run}/divergence/{reward}.png", category="divergence"),
+    params:
+        top_n=config["divergence"]["top_n"],
+        device=config["device"],
+    log:
+        "logs/{run}/divergence/{reward}.log",
+    threads: threads_for("divergence")
+    resources:
+        **resources_for("divergence"),
+    conda:
+        "../envs/rlhf_lens.yaml"
+    script:
+        "../workflow_scripts/divergence.py"
+
+
+rule activations:
+    """Activations of the selected blocks at the configured site; base and rlhf read identical tokens."""
+    input:
+        model=role_model,
+        tokenizer=model_dir(),
+        corpus=corpus_file,
+        layers="results/{run}/divergence/{reward}_layers.json",
+    output:
+        directory("results/{run}/activations/{reward}/{role}"),
+    params:
+        activations=config["activations"],
+        device=config["device"],
+    log:
+        "logs/{run}/activations/{reward}/{role}.log",
+    threads: threads_for("activations")
+    resources:
+        **resources_for("activations"),
+    conda:
+        "../envs/rlhf_lens.yaml"
+    script:
+        "../workflow_scripts/activations.py"
+
+
+rule sae:
+    """One SAE ({size} = kind_multiple x[_seedN]) on one layer of one role; cfg.json, weights, metrics.json."""
+    input:
+        store="results/{run}/activations/{reward}/{role}",
+        model=role_model,
+    output:
+        directory("results/{run}/sae/{reward}/{role}/layer{layer}/{size}"),
+    params:
+        sae=config["sae"],
+        seed=config["seed"],
+        device=config["device"],
+    log:
+        "logs/{run}/sae/{reward}/{role}/layer{layer}/{size}.log",
+    threads: threads_for("sae")
+    resources:
+        **resources_for("sae"),
+    conda:
+        "../envs/rlhf_lens.yaml"
+    script:
+        "../workflow_scripts/sae.py"
+
+
+rule features:
+    """Small vs large dictionary of one (role, layer): MMCS both ways, Hungarian, seed baseline, correlations."""
+    input:
+        saes=lambda wildcards: expand(
+            "results/{run}/sae/{reward}/{role}/layer{layer}/{size}", size=sae_names(), **wildcards
+        ),
+        store="results/{run}/activations/{reward}/{role}",
+    output:
+        table="results/{run}/features/{reward}/{role}/layer{layer}.parquet",
+        summary="results/{run}/features/{reward}/{role}/layer{layer}.json",
+        plot=report("results/{run}/features/{reward}/{role}/layer{layer}.png", category="features"),
+    params:
+        names=sae_names(),
+        features=config["features"],
+        sae=config["sae"],
+        seed=config["seed"],
+    log:
+        "logs/{run}/features/{reward}/{role}/layer{layer}.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        "../envs/rlhf_lens.yaml"
+    script:
+        "../workflow_scripts/features.py"
+
+
+rule features_summary:
+    """Every (role, layer, kind) of one reward in one table, with baselines and CIs."""
+    input:
+        unpack(feature_summaries),
+    output:
+        "results/{run}/features/{reward}/summary.parquet",
+    log:
+        "logs/{run}/features/{reward}/summary.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../envs/rlhf_lens.yaml"
+    script:
+        "../workflow_scripts/features_summary.py"
+
+
+ALL_TARGETS += expand("results/{run}/features/{reward}/summary.parquet", run=RUN, reward=REWARDS)

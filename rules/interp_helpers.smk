@@ -1,0 +1,40 @@
+# Helpers of the interpretation stage (rules/interp.smk): paths by role, the layers divergence chose.
+
+import json
+
+ROLES = ["base", "rlhf"]
+
+
+def policy_dir(run, reward):
+    """The RLHF policy of a reward: an HF folder written by the RL stage (rule rl)."""
+    return f"results/{run}/rl/{reward}/policy"
+
+
+def role_model(wildcards):
+    return model_dir() if wildcards.role == "base" else policy_dir(wildcards.run, wildcards.reward)
+
+
+def corpus_file(wildcards):
+    corpus = config["activations"]["corpus"]
+    return f"results/{wildcards.run}/rl/{wildcards.reward}/eval.parquet" if corpus == "rl_eval" else corpus
+
+
+def selected_layers(wildcards):
+    """Blocks chosen by divergence for (run, reward); waits for the checkpoint."""
+    layers_json = checkpoints.divergence.get(run=wildcards.run, reward=wildcards.reward).output.layers
+    with open(layers_json) as fh:
+        return json.load(fh)["layers"]
+
+
+def sae_names():
+    kinds, sizes, seeds = config["sae"]["kinds"], config["sae"]["sizes"], config["sae"]["baseline_seeds"]
+    names = [f"{k}_{s}x" for k in kinds for s in sizes]
+    return names + [f"{k}_{s}x_seed{b}" for k in kinds for s in sizes for b in seeds]
+
+
+def feature_summaries(wildcards):
+    return {
+        f"{role}_{layer}": f"results/{wildcards.run}/features/{wildcards.reward}/{role}/layer{layer}.json"
+        for role in ROLES
+        for layer in selected_layers(wildcards)
+    }

@@ -1,0 +1,400 @@
+"""Activation store: activations at one hook site of chosen blocks, written as sharded parquet.
+
+Hook sites (``SITES``):
+
+- ``mlp_out``: the output of a block's MLP module, (tokens, d_model), before it is added to the
+  residual stream; the paper's choice and the default.
+- ``resid_post``: the residual stream after the block (the block's output hidden state).
+
+The forward pass stops after the deepest block needed (a hook raises a private exception), so
+extracting block 3 of a 30-block model costs about 4 blocks of compute and no unembedding.
+Both roles (base, rlhf) read identical token streams: the corpus is tokenised with one
+tokenizer (the base model's), truncated the same way, and the token ids are stored.
+BOS, padding and every other special token are excluded from the store.
+
+Layout of one store folder (``activations/{reward}/{role}/``)::
+
+    manifest.json              site, layers, d_model, n_docs, n_tokens, model and tokenizer folders
+    docs.parquet               doc_id, token_ids (list<int32>, the full stream the model saw), text
+    layer{L}/part-00000.parquet  doc_id, position, token_id, token_text, vector (list<float32>, d_model)
+
+Memory stays bounded: at most ``shard_tokens`` rows per layer are held before a shard is written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from tqdm import tqdm
+
+from .atomic import atomic_dir
+
+log = logging.getLogger(__name__)
+
+SITES = ("mlp_out", "resid_post")
+_MLP_NAMES = ("mlp", "feed_forward", "ffn")
+_BLOCK_PATHS = ("model.layers", "gpt_neox.layers", "transformer.h", "model.decoder.layers", "layers")
+
+
+class ActivationStoreError(ValueError):
+    """A store folder, manifest or shard is missing or unreadable."""
+
+
+@dataclass(frozen=True)
+class ActivationsConfig:
+    """Where and on what activations are recorded (``activations:`` in config.yaml)."""
+
+    site: str = "mlp_out"
+    """Hook site: mlp_out (a block's MLP output, the paper's) or resid_post (residual stream after the block)."""
+    corpus: str = "rl_eval"
+    """rl_eval (eval prompts + completions of base and policy from rl/{reward}/eval.parquet) or a .parquet/.csv/.jsonl file."""
+    text_column: str = "text"
+    """Column holding the text when corpus is a file."""
+    max_docs: int | None = None
+    """Use at most this many texts (the first ones, in corpus order); None uses all."""
+    max_tokens: int = 8000
+    """Stop adding texts once this many (non-special) tokens are stored."""
+    max_length: int = 128
+    """Truncate each text to this many tokens (special tokens included)."""
+    batch_size: int = 16
+    """Texts per forward pass."""
+    shard_tokens: int = 4096
+    """Rows per parquet shard: bounds the memory held per layer."""
+
+
+# --------------------------------------------------------------------------- model plumbing
+
+
+def find_blocks(model) -> torch.nn.ModuleList:
+    """The ModuleList of transformer blocks of a causal LM (Llama, GPT-NeoX, GPT-2 families, ...)."""
+    for path in _BLOCK_PATHS:
+        obj = model
+        for part in path.split("."):
+            obj = getattr(obj, part, None)
+            if obj is None:
+                break
+        if isinstance(obj, torch.nn.ModuleList) and len(obj):
+            return obj
+    n = getattr(model.config, "num_hidden_layers", None)
+    for _name, module in model.named_modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) == n:
+            return module
+    raise ValueError(f"cannot find the transformer blocks of {type(model).__name__}: looked for "
+                     f"{', '.join(_BLOCK_PATHS)} and a ModuleList of num_hidden_layers={n} modules")
+
+
+def site_module(block: torch.nn.Module, site: str, layer: int) -> torch.nn.Module:
+    """The module whose forward output is the activation at ``site`` of ``block``."""
+    if site not in SITES:
+        raise ValueError(f"unknown hook site {site!r} (config key 'activations.site'): expected one of {', '.join(SITES)}")
+    if site == "resid_post":
+        return block
+    for name in _MLP_NAMES:
+        module = getattr(block, name, None)
+        if isinstance(module, torch.nn.Module):
+            return module
+    raise ValueError(f"hook site 'mlp_out' (config key 'activations.site'): block {layer} "
+                     f"({type(block).__name__}) has no MLP submodule named {', '.join(_MLP_NAMES)}; "
+                     "use resid_post")
+
+
+def check_layers(layers, n_layers: int, source: str = "layers") -> list[int]:
+    """Validate block indices against the model's depth; returns them sorted and unique."""
+    bad = [L for L in layers if not isinstance(L, int) or L < 0 or L >= n_layers]
+    if bad or not layers:
+        raise ValueError(f"{source}: layer index(es) {bad or layers} out of range: the model has {n_layers} "
+                         f"blocks, expected integers in 0..{n_layers - 1}")
+    return sorted(set(layers))
+
+
+def output_tensor(output):
+    """The hidden-state tensor of a module's output (blocks may return a tuple)."""
+    return output[0] if isinstance(output, tuple) else output
+
+
+def replace_output(output, new: torch.Tensor):
+    return (new, *output[1:]) if isinstance(output, tuple) else new
+
+
+class _StopForward(Exception):
+    """Raised by a hook once the deepest needed activation is recorded."""
+
+
+def capture(model, layers: list[int], site: str, input_ids, attention_mask) -> dict[int, torch.Tensor]:
+    """Run ``model`` and return {layer: activations (batch, seq, d_model)} at ``site``; stops after max(layers)."""
+    blocks = find_blocks(model)
+    layers = check_layers(list(layers), len(blocks))
+    deepest = layers[-1]
+    got: dict[int, torch.Tensor] = {}
+    handles = []
+
+    def make_hook(layer):
+        def hook(_module, _inputs, output):
+            got[layer] = output_tensor(output).detach()
+            if layer == deepest:
+                raise _StopForward
+        return hook
+
+    for L in layers:
+        handles.append(site_module(blocks[L], site, L).register_forward_hook(make_hook(L)))
+    try:
+        with torch.inference_mode():
+            model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+    except _StopForward:
+        pass
+    finally:
+        for h in handles:
+            h.remove()
+    return got
+
+
+# --------------------------------------------------------------------------- corpus
+
+
+def read_corpus(path: str | os.PathLike, corpus: str = "rl_eval", text_column: str = "text",
+                max_docs: int | None = None) -> list[str]:
+    """The texts activations are recorded on, in a fixed order.
+
+    ``rl_eval``: ``path`` is rl/{reward}/eval.parquet (prompt, model, sample, response, reward);
+    each row gives prompt + response, duplicates dropped. Otherwise ``path`` is a text file
+    table with ``text_column``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ActivationStoreError(f"{path}: corpus file does not exist")
+    if corpus == "rl_eval":
+        df = pd.read_parquet(path)
+        missing = {"prompt", "response"} - set(df.columns)
+        if missing:
+            raise ActivationStoreError(f"{path}: missing column(s) {sorted(missing)}; expected prompt, response "
+                                       "(rl_eval output)")
+        texts = (df["prompt"].astype(str) + df["response"].astype(str)).tolist()
+    else:
+        if path.suffix == ".parquet":
+            df = pd.read_parquet(path)
+        elif path.suffix == ".csv":
+            df = pd.read_csv(path)
+        elif path.suffix == ".jsonl":
+            df = pd.read_json(path, lines=True)
+        else:
+            raise ActivationStoreError(f"{path}: expected a .parquet, .csv or .jsonl corpus")
+        if text_column not in df.columns:
+            raise ActivationStoreError(f"{path}: no column {text_column!r} (config key 'activations.text_column'); "
+                                       f"columns are {list(df.columns)}")
+        texts = df[text_column].astype(str).tolist()
+    texts = list(dict.fromkeys(t for t in texts if t.strip()))
+    return texts[:max_docs] if max_docs else texts
+
+
+def tokenize_corpus(tokenizer, texts: list[str], max_length: int, max_tokens: int):
+    """(token ids per kept text, kept texts): special tokens the tokenizer adds included, until max_tokens valid tokens."""
+    special = set(tokenizer.all_special_ids)
+    docs, kept, total = [], [], 0
+    for text in texts:
+        ids = tokenizer(text, add_special_tokens=True, truncation=True, max_length=max_length)["input_ids"]
+        valid = sum(1 for t in ids if t not in special)
+        if not valid:
+            continue
+        docs.append(list(ids))
+        kept.append(text)
+        total += valid
+        if total >= max_tokens:
+            break
+    return docs, kept
+
+
+# --------------------------------------------------------------------------- writing
+
+
+class _ShardWriter:
+    """Buffers rows for one layer and writes a parquet shard every ``shard_tokens`` rows."""
+
+    def __init__(self, folder: Path, shard_tokens: int):
+        self.folder, self.shard_tokens = folder, shard_tokens
+        folder.mkdir(parents=True, exist_ok=True)
+        self.parts: list[tuple] = []
+        self.rows = 0
+        self.n_shards = 0
+
+    def add(self, doc_id, position, token_id, token_text, vectors: np.ndarray):
+        self.parts.append((doc_id, position, token_id, token_text, vectors))
+        self.rows += len(doc_id)
+        while self.rows >= self.shard_tokens:
+            self._flush(self.shard_tokens)
+
+    def _flush(self, n: int):
+        cols = [np.concatenate([p[i] for p in self.parts]) if i != 3 else
+                [t for p in self.parts for t in p[3]] for i in range(5)]
+        head = [c[:n] for c in cols]
+        rest = [c[n:] for c in cols]
+        vec = np.ascontiguousarray(head[4], dtype=np.float32)
+        d = vec.shape[1]
+        vectors = pa.ListArray.from_arrays(pa.array(np.arange(0, (len(vec) + 1) * d, d, dtype=np.int32)),
+                                           pa.array(vec.reshape(-1)))
+        table = pa.table({"doc_id": pa.array(head[0], pa.int64()), "position": pa.array(head[1], pa.int32()),
+                          "token_id": pa.array(head[2], pa.int32()), "token_text": pa.array(head[3], pa.string()),
+                          "vector": vectors})
+        pq.write_table(table, self.folder / f"part-{self.n_shards:05d}.parquet")
+        self.n_shards += 1
+        self.parts = [tuple(rest)] if len(rest[0]) else []
+        self.rows -= len(head[0])
+
+    def close(self):
+        if self.rows:
+            self._flush(self.rows)
+
+
+def extract_activations(model, tokenizer, texts: list[str], layers: list[int], out_dir: str | os.PathLike,
+                        cfg: ActivationsConfig, device: str = "cpu", meta: dict | None = None) -> dict:
+    """Record activations of ``layers`` at ``cfg.site`` on ``texts``; write the store at ``out_dir`` atomically.
+
+    Returns the manifest. ``tokenizer`` must be the same for every role so the streams match.
+    """
+    blocks = find_blocks(model)
+    layers = check_layers(list(layers), len(blocks), source="layers")
+    for L in layers:  # fail on a bad site before any forward pass
+        site_module(blocks[L], cfg.site, L)
+    if getattr(model.config, "vocab_size", len(tokenizer)) < len(tokenizer):
+        raise ValueError(f"tokenizer has {len(tokenizer)} tokens but the model's vocabulary is "
+                         f"{model.config.vocab_size}: base and RLHF models must share a tokenizer")
+    docs, doc_texts = tokenize_corpus(tokenizer, texts, cfg.max_length, cfg.max_tokens)
+    if not docs:
+        raise ActivationStoreError("the corpus has no text with a non-special token")
+    special = np.array(sorted(set(tokenizer.all_special_ids)), dtype=np.int64)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    # Sorting by length keeps padding small; doc ids stay the corpus order.
+    order = sorted(range(len(docs)), key=lambda i: len(docs[i]))
+    n_tokens = 0
+    d_model = None
+    out = Path(out_dir)
+    with atomic_dir(out) as tmp:
+        writers = {L: _ShardWriter(tmp / f"layer{L}", cfg.shard_tokens) for L in layers}
+        for start in tqdm(range(0, len(order), cfg.batch_size), desc=f"activations {out.name}", unit="batch"):
+            idx = order[start:start + cfg.batch_size]
+            width = max(len(docs[i]) for i in idx)
+            ids = np.full((len(idx), width), pad_id, dtype=np.int64)
+            mask = np.zeros((len(idx), width), dtype=np.int64)
+            for row, i in enumerate(idx):
+                ids[row, :len(docs[i])] = docs[i]
+                mask[row, :len(docs[i])] = 1
+            acts = capture(model, layers, cfg.site, torch.from_numpy(ids).to(device),
+                           torch.from_numpy(mask).to(device))
+            keep = (mask == 1) & ~np.isin(ids, special)
+            rows, cols = np.nonzero(keep)
+            doc_id = np.asarray(idx, dtype=np.int64)[rows]
+            token_id = ids[rows, cols]
+            token_text = [vocab[t] for t in token_id]
+            for L in layers:
+                vec = acts[L][torch.from_numpy(rows), torch.from_numpy(cols)].float().cpu().numpy()
+                d_model = vec.shape[1]
+                writers[L].add(doc_id, cols.astype(np.int32), token_id.astype(np.int32), token_text, vec)
+            n_tokens += len(rows)
+        for w in writers.values():
+            w.close()
+        pd.DataFrame({"doc_id": np.arange(len(docs), dtype=np.int64),
+                      "token_ids": [np.asarray(d, dtype=np.int32) for d in docs],
+                      "text": doc_texts}).to_parquet(
+            tmp / "docs.parquet", index=False)
+        manifest = {"site": cfg.site, "layers": layers, "d_model": d_model, "n_docs": len(docs),
+                    "n_tokens": n_tokens, "max_length": cfg.max_length, **(meta or {})}
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    log.info("stored %d tokens of %d texts for layers %s at %s (%s)", n_tokens, len(docs), layers, out, cfg.site)
+    return manifest
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def read_manifest(store: str | os.PathLike) -> dict:
+    path = Path(store) / "manifest.json"
+    if not path.is_file():
+        raise ActivationStoreError(f"{path}: missing; is {store} an activation store?")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ActivationStoreError(f"{path}: not valid JSON ({exc})") from None
+
+
+def layer_shards(store: str | os.PathLike, layer: int) -> list[Path]:
+    manifest = read_manifest(store)
+    if layer not in manifest["layers"]:
+        raise ActivationStoreError(f"{store}: layer {layer} was not extracted; the store holds layers "
+                                   f"{manifest['layers']} (the top blocks of the divergence ranking)")
+    shards = sorted((Path(store) / f"layer{layer}").glob("part-*.parquet"))
+    if not shards:
+        raise ActivationStoreError(f"{Path(store) / f'layer{layer}'}: no parquet shards")
+    return shards
+
+
+def read_layer(store: str | os.PathLike, layer: int, doc_ids=None, with_text: bool = False):
+    """(rows, X): token metadata (DataFrame) and activations X (tokens, d_model) float32, for ``layer``.
+
+    ``doc_ids`` keeps only those documents. Each shard is checked: readable, right columns, right width.
+    """
+    manifest = read_manifest(store)
+    d = manifest["d_model"]
+    columns = ["doc_id", "position", "token_id", "vector"] + (["token_text"] if with_text else [])
+    metas, mats = [], []
+    wanted = None if doc_ids is None else np.asarray(sorted(doc_ids), dtype=np.int64)
+    for shard in layer_shards(store, layer):
+        try:
+            table = pq.read_table(shard, columns=columns)
+        except Exception as exc:  # pyarrow raises ArrowInvalid/OSError for truncated or corrupt files
+            raise ActivationStoreError(f"{shard}: unreadable parquet shard ({exc}); delete the store and rerun") from None
+        if wanted is not None:
+            sel = np.isin(table.column("doc_id").to_numpy(), wanted)
+            table = table.filter(pa.array(sel))
+        flat = table.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+        if flat.size != table.num_rows * d:
+            raise ActivationStoreError(f"{shard}: vectors do not all have d_model={d} values (manifest.json)")
+        mats.append(flat.astype(np.float32, copy=False).reshape(table.num_rows, d))
+        metas.append(table.drop_columns(["vector"]).to_pandas())
+    rows = pd.concat(metas, ignore_index=True)
+    return rows, torch.from_numpy(np.concatenate(mats))
+
+
+def read_docs(store: str | os.PathLike) -> pd.DataFrame:
+    path = Path(store) / "docs.parquet"
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:
+        raise ActivationStoreError(f"{path}: unreadable ({exc})") from None
+
+
+def split_docs(n_docs: int, eval_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train_ids, eval_ids): a seeded split of document ids; at least one of each when n_docs >= 2."""
+    perm = np.random.default_rng(seed).permutation(n_docs)
+    n_eval = min(max(1, round(eval_fraction * n_docs)), n_docs - 1) if n_docs >= 2 else 0
+    return np.sort(perm[n_eval:]), np.sort(perm[:n_eval])
+
+
+def activation_store_stage(model_dir, tokenizer_dir, corpus_path, layers_json, out_dir, cfg: ActivationsConfig,
+                           device: str = "cpu") -> dict:
+    """Load a model (base or policy) and the base tokenizer, read the corpus and the chosen layers, extract.
+
+    The tokenizer always comes from ``tokenizer_dir`` (the base model) so both roles see the same tokens.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    layers_path = Path(layers_json)
+    try:
+        layers = json.loads(layers_path.read_text())["layers"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ActivationStoreError(f"{layers_path}: cannot read the 'layers' list ({exc})") from None
+    texts = read_corpus(corpus_path, cfg.corpus, cfg.text_column, cfg.max_docs)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, use_safetensors=True).to(device).eval()
+    check_layers(layers, len(find_blocks(model)), source=str(layers_path))
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    return extract_activations(model, tokenizer, texts, layers, out_dir, cfg, device=device,
+                               meta={"model": str(model_dir), "tokenizer": str(tokenizer_dir),
+                                     "corpus": str(corpus_path)})

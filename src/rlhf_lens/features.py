@@ -1,0 +1,248 @@
+"""Which features do a small and a large dictionary agree on? MMCS, Hungarian matching, baselines.
+
+Definitions (``D``: (m, d) unit-norm decoder atoms; cos = D_a D_b^T):
+
+- **MMCS, many-to-one** (Sharkey et al.; the textbook one): ``mean_{a in A} max_{b in B} cos(a, b)``.
+  Reported both ways (small -> large and large -> small); it is not symmetric.
+- **Hungarian, one-to-one** (what the paper's code computes): the mean cosine under the
+  assignment of A's atoms to distinct atoms of B maximising the total cosine
+  (``scipy.optimize.linear_sum_assignment``). It is <= the many-to-one MMCS.
+- **Top-k**: the k atoms of the small dictionary with the highest many-to-one match.
+- **Seed-vs-seed baseline**: the same MMCS between two SAEs that differ only in seed (same
+  data, same size), so each number is shown against its noise floor; percentile bootstrap
+  CIs over atoms.
+- **Activation correlation**: Pearson correlation of latent activations over the same
+  evaluation tokens; each atom's best-correlated partner, a second view of "same feature".
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy.optimize import linear_sum_assignment
+
+from .atomic import atomic_file, write_json, write_parquet
+
+log = logging.getLogger(__name__)
+
+
+def unit_rows(D) -> torch.Tensor:
+    D = torch.as_tensor(D, dtype=torch.float64)
+    return D / D.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+def cosine_matrix(A, B) -> torch.Tensor:
+    """(m_a, m_b) cosines between rows of A (m_a, d) and B (m_b, d)."""
+    return unit_rows(A) @ unit_rows(B).T
+
+
+def max_cosine(A, B) -> tuple[np.ndarray, np.ndarray]:
+    """For each row of A: (best cosine with any row of B, index of that row)."""
+    best, idx = cosine_matrix(A, B).max(dim=1)
+    return best.numpy(), idx.numpy()
+
+
+def mmcs(A, B) -> float:
+    """Many-to-one mean max cosine similarity of A's atoms against B's."""
+    return float(max_cosine(A, B)[0].mean())
+
+
+def hungarian(A, B) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One-to-one matching maximising total cosine: (rows of A, matched rows of B, their cosines).
+
+    With m_a <= m_b every atom of A gets a distinct partner; otherwise m_b atoms of A are matched.
+    """
+    cos = cosine_matrix(A, B).numpy()
+    rows, cols = linear_sum_assignment(cos, maximize=True)
+    return rows, cols, cos[rows, cols]
+
+
+def bootstrap_ci(values, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap CI of the mean of ``values``."""
+    v = np.asarray(values, dtype=np.float64)
+    if len(v) == 0 or n_boot <= 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    means = v[rng.integers(0, len(v), size=(n_boot, len(v)))].mean(axis=1)
+    alpha = (1 - level) / 2
+    return float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
+
+
+class _CorrAccumulator:
+    """Streams float64 sums to give the Pearson correlation matrix of two latent sets over shared tokens."""
+
+    def __init__(self, m_a, m_b):
+        self.n = 0
+        self.sa, self.sb = torch.zeros(m_a, dtype=torch.float64), torch.zeros(m_b, dtype=torch.float64)
+        self.saa, self.sbb = torch.zeros(m_a, dtype=torch.float64), torch.zeros(m_b, dtype=torch.float64)
+        self.sab = torch.zeros(m_a, m_b, dtype=torch.float64)
+
+    def update(self, fa, fb):
+        fa, fb = fa.double(), fb.double()
+        self.n += len(fa)
+        self.sa += fa.sum(0)
+        self.sb += fb.sum(0)
+        self.saa += (fa * fa).sum(0)
+        self.sbb += (fb * fb).sum(0)
+        self.sab += fa.T @ fb
+
+    def corr(self) -> torch.Tensor:
+        n = self.n
+        cov = self.sab / n - torch.outer(self.sa / n, self.sb / n)
+        va = (self.saa / n - (self.sa / n) ** 2).clamp_min(0)
+        vb = (self.sbb / n - (self.sb / n) ** 2).clamp_min(0)
+        denom = torch.outer(va.sqrt(), vb.sqrt())
+        # A latent that never varies (dead) correlates with nothing.
+        return torch.where(denom > 1e-20, cov / denom.clamp_min(1e-20), torch.zeros_like(cov))
+
+
+@torch.no_grad()
+def activation_correlation(sae_a, sae_b, x: torch.Tensor, batch_size: int = 2048) -> torch.Tensor:
+    """(m_a, m_b) Pearson correlations of the two SAEs' latents over the tokens ``x`` (tokens, d)."""
+    acc = _CorrAccumulator(sae_a.m, sae_b.m)
+    for i in range(0, len(x), batch_size):
+        acc.update(sae_a.encode(x[i:i + batch_size]), sae_b.encode(x[i:i + batch_size]))
+    return acc.corr()
+
+
+def compare_dictionaries(small, large, x_eval: torch.Tensor | None = None, top_k: int = 10) -> tuple[pd.DataFrame, dict]:
+    """Per-atom matches between a small and a large SAE (models), and the summary numbers.
+
+    Rows: one per atom of each side, with ``direction`` small_to_large or large_to_small.
+    """
+    A, B = small.atoms().detach(), large.atoms().detach()
+    s_best, s_idx = max_cosine(A, B)
+    l_best, l_idx = max_cosine(B, A)
+    h_rows, h_cols, h_cos = hungarian(A, B)
+    hung_match = np.full(len(A), -1)
+    hung_cos = np.full(len(A), np.nan)
+    hung_match[h_rows], hung_cos[h_rows] = h_cols, h_cos
+    small_rows = pd.DataFrame({"direction": "small_to_large", "feature": np.arange(len(A)), "match": s_idx,
+                               "max_cosine": s_best, "hungarian_match": hung_match, "hungarian_cosine": hung_cos})
+    l_hung_match = np.full(len(B), -1)
+    l_hung_cos = np.full(len(B), np.nan)
+    l_hung_match[h_cols], l_hung_cos[h_cols] = h_rows, h_cos
+    large_rows = pd.DataFrame({"direction": "large_to_small", "feature": np.arange(len(B)), "match": l_idx,
+                               "max_cosine": l_best, "hungarian_match": l_hung_match, "hungarian_cosine": l_hung_cos})
+    summary = {"mmcs_small_to_large": float(s_best.mean()), "mmcs_large_to_small": float(l_best.mean()),
+               "hungarian_mean_cosine": float(h_cos.mean()), "n_small": len(A), "n_large": len(B)}
+    if x_eval is not None and len(x_eval):
+        corr = activation_correlation(small, large, x_eval)
+        c_best, c_idx = corr.max(dim=1)
+        r_best, r_idx = corr.max(dim=0)
+        small_rows["corr_match"], small_rows["corr"] = c_idx.numpy(), c_best.numpy()
+        large_rows["corr_match"], large_rows["corr"] = r_idx.numpy(), r_best.numpy()
+        small_rows["corr_match_agrees"] = small_rows["corr_match"] == small_rows["match"]
+        large_rows["corr_match_agrees"] = large_rows["corr_match"] == large_rows["match"]
+        summary.update({"mean_max_activation_correlation_small_to_large": float(c_best.mean()),
+                        "activation_and_cosine_match_agree_fraction": float(small_rows["corr_match_agrees"].mean()),
+                        "correlation_tokens": len(x_eval)})
+    for rows in (small_rows, large_rows):
+        rows["rank"] = rows["max_cosine"].rank(ascending=False, method="first").astype(int)
+        rows["top_k"] = rows["rank"] <= top_k
+    top = small_rows.sort_values("rank").head(top_k)
+    summary["top_k"] = top_k
+    summary["top_k_features"] = [int(f) for f in top["feature"]]
+    summary["top_k_mean_cosine"] = float(top["max_cosine"].mean())
+    return pd.concat([small_rows, large_rows], ignore_index=True), summary
+
+
+def seed_baseline(sae_a, sae_b, n_boot: int, level: float, seed: int) -> dict:
+    """MMCS between two SAEs differing only in seed, with bootstrap CI, and its Hungarian counterpart."""
+    best, _ = max_cosine(sae_a.atoms().detach(), sae_b.atoms().detach())
+    _, _, h = hungarian(sae_a.atoms().detach(), sae_b.atoms().detach())
+    lo, hi = bootstrap_ci(best, n_boot, level, seed)
+    hlo, hhi = bootstrap_ci(h, n_boot, level, seed)
+    return {"mmcs": float(best.mean()), "mmcs_ci": [lo, hi], "hungarian_mean_cosine": float(h.mean()),
+            "hungarian_ci": [hlo, hhi], "per_atom": best}
+
+
+def plot_histograms(panels: list[tuple[str, dict[str, np.ndarray]]], path: str | os.PathLike) -> None:
+    """One panel per kind: overlaid histograms of per-atom max cosines (pairs and seed baselines)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.2), squeeze=False)
+    bins = np.linspace(-0.2, 1.0, 49)
+    for ax, (title, series) in zip(axes[0], panels):
+        for label, values in series.items():
+            ax.hist(values, bins=bins, alpha=0.5, label=label, density=True)
+        ax.set_xlabel("max cosine with the other dictionary")
+        ax.set_title(title)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+def features_stage(sae_dirs: dict[str, str | os.PathLike], store, layer: int, out_table, out_summary, out_plot,
+                   *, sizes: tuple[int, ...], kinds: tuple[str, ...], baseline_seeds: tuple[int, ...], top_k: int,
+                   n_boot: int, level: float, eval_fraction: float, seed: int) -> dict:
+    """Compare the small and large SAE of each kind for one (role, layer); write table, summary, histograms.
+
+    ``sae_dirs`` maps size names (relu_1x, relu_2x_seed1, ...) to SAE folders.
+    """
+    from .activations import read_layer, read_manifest, split_docs
+    from .sae.io import load_sae
+
+    saes = {name: load_sae(path)[0] for name, path in sae_dirs.items()}
+    manifest = read_manifest(store)
+    _, eval_ids = split_docs(manifest["n_docs"], eval_fraction, seed)
+    _, x_eval = read_layer(store, layer, doc_ids=eval_ids)
+    small, large = min(sizes), max(sizes)
+    tables, summary, panels = [], {"layer": layer, "site": manifest["site"], "kinds": {}}, []
+    for kind in kinds:
+        table, s = compare_dictionaries(saes[f"{kind}_{small}x"], saes[f"{kind}_{large}x"], x_eval, top_k)
+        s["small"], s["large"] = f"{kind}_{small}x", f"{kind}_{large}x"
+        per_atom = table.loc[table["direction"] == "small_to_large", "max_cosine"].to_numpy()
+        s["mmcs_small_to_large_ci"] = list(bootstrap_ci(per_atom, n_boot, level, seed))
+        series = {f"{small}x vs {large}x": per_atom}
+        baselines = {}
+        for size in sorted(set(sizes)):
+            for bseed in baseline_seeds:
+                name = f"{kind}_{size}x_seed{bseed}"
+                if name not in saes:
+                    continue
+                b = seed_baseline(saes[f"{kind}_{size}x"], saes[name], n_boot, level, seed)
+                series[f"{size}x seed vs seed{bseed}"] = b.pop("per_atom")
+                baselines[f"{size}x_vs_seed{bseed}"] = b
+        s["seed_baselines"] = baselines
+        s["ci_level"] = level
+        summary["kinds"][kind] = s
+        table.insert(0, "kind", kind)
+        tables.append(table)
+        panels.append((f"layer {layer}, {kind}", series))
+    write_parquet(pd.concat(tables, ignore_index=True), out_table)
+    write_json(summary, out_summary)
+    plot_histograms(panels, out_plot)
+    return summary
+
+
+def summarise(summary_paths: dict[tuple[str, int], str | os.PathLike], out_path) -> pd.DataFrame:
+    """One table of every (role, layer, kind) summary: MMCS both ways, Hungarian, baselines with CIs."""
+    import json
+
+    rows = []
+    for (role, layer), path in sorted(summary_paths.items()):
+        s = json.loads(Path(path).read_text())
+        for kind, k in s["kinds"].items():
+            row = {"role": role, "layer": layer, "kind": kind, "mmcs_small_to_large": k["mmcs_small_to_large"],
+                   "mmcs_ci_low": k["mmcs_small_to_large_ci"][0], "mmcs_ci_high": k["mmcs_small_to_large_ci"][1],
+                   "mmcs_large_to_small": k["mmcs_large_to_small"], "hungarian_mean_cosine": k["hungarian_mean_cosine"],
+                   "top_k_mean_cosine": k["top_k_mean_cosine"],
+                   "activation_correlation": k.get("mean_max_activation_correlation_small_to_large")}
+            for name, b in k["seed_baselines"].items():
+                row[f"baseline_{name}_mmcs"] = b["mmcs"]
+                row[f"baseline_{name}_ci_low"], row[f"baseline_{name}_ci_high"] = b["mmcs_ci"]
+            rows.append(row)
+    table = pd.DataFrame(rows)
+    write_parquet(table, out_path)
+    return table

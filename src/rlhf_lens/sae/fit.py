@@ -1,0 +1,122 @@
+"""Fit one SAE on one layer of an activation store, measure it, save it in the SAELens layout.
+
+The store's documents are split (seeded, by document) into training and evaluation documents;
+every metric in ``metrics.json`` is measured on the evaluation tokens only. The spliced CE/KL
+runs the model on the evaluation documents' full token streams (``docs.parquet``), so the
+model sees exactly the tokens it saw during extraction.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..activations import find_blocks, read_docs, read_layer, read_manifest, site_module, split_docs
+from ..atomic import atomic_dir, write_json
+from .io import save_sae
+from .metrics import finite, reconstruction_metrics, spliced_losses
+from .train import SAETrainConfig, train_sae
+
+log = logging.getLogger(__name__)
+
+SIZE_RE = re.compile(r"^(?P<kind>relu|topk)_(?P<mult>[0-9]+)x(?:_seed(?P<seed>[0-9]+))?$")
+
+
+@dataclass(frozen=True)
+class SAEStageConfig:
+    """Settings shared by every SAE of a run (``sae:`` in config.yaml)."""
+
+    kinds: tuple[str, ...] = ("relu",)
+    """Architectures trained: relu (paper's tied ReLU + L1) and/or topk."""
+    sizes: tuple[int, ...] = (1, 2)
+    """Dictionary sizes as multiples of d_model: the first is the small dictionary, the last the large."""
+    l1: float = 1e-3
+    """relu: L1 coefficient."""
+    k: int = 32
+    """topk: active latents per token."""
+    lr: float = 1e-3
+    """Adam learning rate."""
+    epochs: int = 3
+    """Passes over the training tokens."""
+    batch_size: int = 256
+    """Tokens per optimiser step."""
+    baseline_seeds: tuple[int, ...] = (1,)
+    """Extra seeds for the seed-vs-seed baseline: each (kind, size) is trained again with each."""
+    eval_fraction: float = 0.2
+    """Fraction of documents held out to measure the SAEs on."""
+    ce_eval_tokens: int = 256
+    """Evaluation tokens scored for the spliced CE/KL (4 model forwards over them per SAE); 0 skips it."""
+
+
+def parse_size(name: str) -> tuple[str, int, int | None]:
+    """``relu_2x`` -> ("relu", 2, None); ``topk_1x_seed3`` -> ("topk", 1, 3)."""
+    m = SIZE_RE.match(name)
+    if not m:
+        raise ValueError(f"SAE folder name {name!r}: expected <kind>_<multiple>x or <kind>_<multiple>x_seed<N> "
+                         "with kind relu or topk, e.g. relu_2x")
+    return m["kind"], int(m["mult"]), None if m["seed"] is None else int(m["seed"])
+
+
+def size_names(cfg: SAEStageConfig, with_baselines: bool = True) -> list[str]:
+    names = [f"{k}_{s}x" for k in cfg.kinds for s in cfg.sizes]
+    if with_baselines:
+        names += [f"{k}_{s}x_seed{seed}" for k in cfg.kinds for s in cfg.sizes for seed in cfg.baseline_seeds]
+    return names
+
+
+def fit_sae(store: str | os.PathLike, layer: int, size: str, out_dir: str | os.PathLike, cfg: SAEStageConfig,
+            seed: int, model_dir: str | os.PathLike | None = None, device: str = "cpu") -> dict:
+    """Train the SAE named ``size`` on ``layer`` of ``store``; write cfg.json, weights and metrics.json to ``out_dir``.
+
+    ``seed`` is the run's seed (the data split and, unless the name carries its own, the SAE's).
+    ``model_dir``: the model the activations came from, for the spliced CE/KL; None skips it.
+    Returns the metrics.
+    """
+    kind, mult, own_seed = parse_size(size)
+    manifest = read_manifest(store)
+    d = manifest["d_model"]
+    train_ids, eval_ids = split_docs(manifest["n_docs"], cfg.eval_fraction, seed)
+    started = time.monotonic()
+    _, x_train = read_layer(store, layer, doc_ids=train_ids)
+    _, x_eval = read_layer(store, layer, doc_ids=eval_ids)
+    tcfg = SAETrainConfig(kind=kind, d_sae=mult * d, l1=cfg.l1, k=cfg.k, lr=cfg.lr, epochs=cfg.epochs,
+                          batch_size=cfg.batch_size, seed=seed if own_seed is None else own_seed)
+    out = Path(out_dir)
+    ckpt = out.parent / f".{out.name}.ckpt.pt"  # beside the output: Snakemake clears outputs of failed jobs
+    sae, history = train_sae(x_train, tcfg, checkpoint=ckpt)
+    train_s = time.monotonic() - started
+    metrics = {"layer": layer, "size": size, "kind": kind, "d_in": d, "d_sae": tcfg.d_sae, "seed": tcfg.seed,
+               "site": manifest["site"], "train_tokens": len(x_train), "train_seconds": train_s,
+               "train_tokens_per_second": cfg.epochs * len(x_train) / max(train_s, 1e-9),
+               "final_epoch": history[-1] if history else None}
+    metrics.update(reconstruction_metrics(sae, x_eval))
+    if model_dir is not None and cfg.ce_eval_tokens > 0:
+        metrics.update(_spliced(store, layer, manifest, sae, x_train.mean(0), eval_ids, model_dir, cfg, device))
+    with atomic_dir(out) as tmp:
+        save_sae(sae, tmp, hook_name=f"blocks.{layer}.{manifest['site']}",
+                 extra={"layer": layer, "site": manifest["site"], "size": size, "seed": tcfg.seed,
+                        "model": manifest.get("model"), "train_config": tcfg.__dict__})
+        write_json(finite(metrics), tmp / "metrics.json")
+    ckpt.unlink(missing_ok=True)
+    log.info("SAE %s layer %d: EV %.3f, L0 %.1f, dead %.2f", size, layer, metrics["explained_variance"],
+             metrics.get("l0", float("nan")), metrics.get("dead_fraction", float("nan")))
+    return metrics
+
+
+def _spliced(store, layer, manifest, sae, mean_vector, eval_ids, model_dir, cfg, device) -> dict:
+    from ..models import load_prepared
+
+    model, tokenizer = load_prepared(model_dir, device)
+    blocks = find_blocks(model)
+    docs = read_docs(store)
+    streams = [list(docs.loc[i, "token_ids"]) for i in eval_ids]
+    module = site_module(blocks[layer], manifest["site"], layer)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    return spliced_losses(model, module, sae.to(device), streams, exclude=set(tokenizer.all_special_ids), mean_vector=mean_vector,
+                          pad_id=pad, device=device, max_tokens=cfg.ce_eval_tokens)

@@ -1,0 +1,76 @@
+"""Known answers for dictionary matching: MMCS, Hungarian, bootstrap CIs, activation correlation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from rlhf_lens.features import activation_correlation, bootstrap_ci, hungarian, max_cosine, mmcs
+from rlhf_lens.sae import build_sae
+
+
+def _dict(m=40, d=12, seed=0):
+    return torch.randn(m, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def test_mmcs_of_a_dictionary_with_itself_is_one():
+    D = _dict()
+    assert mmcs(D, D) == pytest.approx(1.0)
+    assert mmcs(D * 3.0, D) == pytest.approx(1.0)  # atoms are unit-normalised first
+
+
+def test_mmcs_is_invariant_to_permuting_either_dictionary():
+    D, E = _dict(seed=0), _dict(m=60, seed=1)
+    perm = torch.randperm(len(D), generator=torch.Generator().manual_seed(3))
+    assert mmcs(D, D[perm]) == pytest.approx(1.0)
+    assert mmcs(D[perm], E) == pytest.approx(mmcs(D, E))
+    assert mmcs(D, E[torch.randperm(len(E))]) == pytest.approx(mmcs(D, E))
+
+
+def test_hungarian_recovers_a_permutation():
+    D = _dict()
+    perm = torch.randperm(len(D), generator=torch.Generator().manual_seed(5))
+    rows, cols, cos = hungarian(D, D[perm])
+    assert np.allclose(cos, 1.0)
+    assert (perm[cols].numpy() == rows).all()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_hungarian_never_exceeds_max_cosine(seed):
+    A, B = _dict(m=30, seed=seed), _dict(m=45, seed=seed + 10)
+    rows, _, h = hungarian(A, B)
+    best, _ = max_cosine(A, B)
+    assert (h <= best[rows] + 1e-12).all()
+    assert h.mean() <= best.mean() + 1e-12
+    assert h.mean() < best.mean()  # random dictionaries collide, so one-to-one is strictly lower
+
+
+def test_max_cosine_known_pair():
+    A = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    B = torch.tensor([[1.0, 1.0], [0.0, -1.0]])
+    best, idx = max_cosine(A, B)
+    assert np.allclose(best, [2 ** -0.5, 2 ** -0.5]) and list(idx) == [0, 0]
+    _, cols, h = hungarian(A, B)
+    # One-to-one: giving B[0] to A[0] would force A[1] onto B[1] (cos -1); the optimum swaps them.
+    assert np.allclose(h, [0.0, 2 ** -0.5]) and list(cols) == [1, 0]
+
+
+def test_bootstrap_ci_brackets_the_mean_and_shrinks_with_data():
+    rng = np.random.default_rng(0)
+    small, large = rng.normal(0.5, 0.1, 50), rng.normal(0.5, 0.1, 5000)
+    lo, hi = bootstrap_ci(small, 500, 0.95, 0)
+    assert lo < small.mean() < hi
+    lo2, hi2 = bootstrap_ci(large, 500, 0.95, 0)
+    assert hi2 - lo2 < (hi - lo) / 5
+    assert bootstrap_ci([0.3] * 10, 100) == (pytest.approx(0.3), pytest.approx(0.3))
+
+
+def test_activation_correlation_of_an_sae_with_itself():
+    torch.manual_seed(0)
+    sae = build_sae("topk", 8, 16, k=4)
+    x = torch.randn(400, 8)
+    corr = activation_correlation(sae, sae, x, batch_size=64)
+    live = sae.encode(x).std(0) > 0
+    assert torch.allclose(corr.diagonal()[live], torch.ones(int(live.sum()), dtype=torch.float64))
+    assert (corr.abs() <= 1 + 1e-9).all()

@@ -1,0 +1,108 @@
+"""The interpretation stage as Snakemake runs it, on a tiny model and a stand-in for the RL stage's outputs.
+
+The RL stage's artifacts (rl/{reward}/policy/ and rl/{reward}/eval.parquet) are written here
+by hand: a copy of the tiny model with block 1 perturbed, and a few eval rows. Snakemake
+treats files that no rule produces as sources.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.workflow
+
+CONFIG = {
+    "run": "tiny", "model": {"name": "tiny"}, "prompts": {"max_texts": 40},
+    "divergence": {"top_n": 1},
+    "activations": {"max_tokens": 300, "batch_size": 8, "shard_tokens": 128},
+    "sae": {"kinds": ["relu"], "sizes": [1, 2], "k": 4, "epochs": 1, "batch_size": 64, "ce_eval_tokens": 32},
+    "features": {"top_k": 3, "bootstrap": 50},
+}
+
+
+def snakemake(*args, cwd):
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--cores", "2", *args,
+           "--configfile", "config.yaml"]
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+def _workdir(path: Path, tiny_model_dir: Path) -> Path:
+    from rlhf_lens.models import load_prepared
+
+    (path / "config.yaml").write_text(yaml.safe_dump({**CONFIG, "model": {"name": "tiny", "spec": str(tiny_model_dir)}}))
+    rl = path / "results/tiny/rl/utility"
+    model, tok = load_prepared(tiny_model_dir)
+    with torch.no_grad():
+        model.model.layers[1].mlp.up_proj.weight.add_(0.05)
+    model.save_pretrained(rl / "policy")
+    tok.save_pretrained(rl / "policy")
+    prompts = ["The movie was", "I thought the acting", "What a", "This film is", "Honestly the plot"] * 2
+    rows = [{"prompt": p, "model": m, "sample": i, "response": f" {w} and {m} sample {i} of a story",
+             "reward": 0.1 * i} for i, p in enumerate(prompts) for m, w in (("base", "fine"), ("policy", "great"))]
+    pd.DataFrame(rows).to_parquet(rl / "eval.parquet")
+    return path
+
+
+@pytest.fixture(scope="module")
+def interp_run(tmp_path_factory, tiny_model_dir):
+    workdir = _workdir(tmp_path_factory.mktemp("interp"), tiny_model_dir)
+    proc = snakemake("results/tiny/features/utility/summary.parquet", cwd=workdir)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    return workdir
+
+
+def test_divergence_picks_the_perturbed_block(interp_run):
+    layers = json.loads((interp_run / "results/tiny/divergence/utility_layers.json").read_text())
+    assert layers["ranked"] == [1] and layers["layers"] == [1]
+    assert (interp_run / "results/tiny/divergence/utility.png").is_file()
+
+
+def test_stores_hold_identical_tokens(interp_run):
+    from rlhf_lens.activations import read_layer
+
+    base, _ = read_layer(interp_run / "results/tiny/activations/utility/base", 1)
+    rlhf, _ = read_layer(interp_run / "results/tiny/activations/utility/rlhf", 1)
+    pd.testing.assert_frame_equal(base, rlhf)
+
+
+def test_every_sae_has_saelens_files_and_metrics(interp_run):
+    from rlhf_lens.sae import load_sae
+
+    folders = sorted((interp_run / "results/tiny/sae/utility").glob("*/layer*/*"))
+    assert len(folders) == 2 * 1 * 1 * 2 * 2  # roles x layers x kinds x sizes x (seed, baseline seed)
+    sae, cfg = load_sae(folders[0])
+    metrics = json.loads((folders[0] / "metrics.json").read_text())
+    for key in ("explained_variance", "explained_variance_legacy_around_zero", "l0", "dead_fraction",
+                "dense_fraction", "cosine", "l2_ratio", "ce_clean", "ce_sae", "kl_sae", "ce_loss_score_zero",
+                "ce_loss_score_mean"):
+        assert key in metrics, key
+    assert not list((interp_run / "results/tiny/sae/utility").rglob(".*ckpt*"))
+
+
+def test_features_summary(interp_run):
+    summary = pd.read_parquet(interp_run / "results/tiny/features/utility/summary.parquet")
+    assert len(summary) == 2 * 1 * 1  # roles x layers x kinds
+    assert ((summary["hungarian_mean_cosine"] <= summary["mmcs_small_to_large"] + 1e-9)).all()
+    assert summary["baseline_1x_vs_seed1_mmcs"].between(-1, 1).all()
+    table = pd.read_parquet(interp_run / "results/tiny/features/utility/rlhf/layer1.parquet")
+    assert table.groupby(["kind", "direction"])["top_k"].sum().eq(3).all()
+
+
+def test_one_sae_by_path_builds_just_what_it_needs(tmp_path, tiny_model_dir):
+    workdir = _workdir(tmp_path, tiny_model_dir)
+    shutil.copytree(tiny_model_dir, workdir / "resources/models/tiny")
+    proc = snakemake("results/tiny/sae/utility/rlhf/layer1/relu_2x", "--dry-run", cwd=workdir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    jobs = [line.split()[-1].rstrip(":") for line in out.splitlines() if line.startswith(("rule ", "checkpoint "))]
+    assert sorted(jobs) == ["activations", "divergence", "sae"], out[-3000:]

@@ -1,0 +1,121 @@
+"""SAE architectures, SAELens-layout files, deterministic resumable training, planted-direction recovery."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from rlhf_lens.features import max_cosine
+from rlhf_lens.sae import SAEFormatError, SAETrainConfig, build_sae, load_sae, save_sae, train_sae
+
+
+@pytest.mark.parametrize("kind", ["relu", "topk"])
+def test_save_load_roundtrip_in_saelens_layout(tmp_path, kind):
+    torch.manual_seed(0)
+    sae = build_sae(kind, 8, 16, k=4)
+    save_sae(sae, tmp_path, hook_name="blocks.1.mlp_out")
+    tensors = load_file(str(tmp_path / "sae_weights.safetensors"))
+    assert {k: tuple(v.shape) for k, v in tensors.items()} == {"W_enc": (8, 16), "W_dec": (16, 8), "b_enc": (16,),
+                                                                 "b_dec": (8,)}
+    cfg = json.loads((tmp_path / "cfg.json").read_text())
+    assert cfg["d_in"] == 8 and cfg["d_sae"] == 16
+    back, _ = load_sae(tmp_path)
+    x = torch.randn(20, 8)
+    with torch.no_grad():
+        assert torch.allclose(back(x)[0], sae(x)[0], atol=1e-6)
+
+
+def test_tied_sae_stores_the_normalised_atoms_both_ways(tmp_path):
+    sae = build_sae("relu", 4, 6)
+    with torch.no_grad():
+        sae.W.mul_(7.0)
+    t = sae.saelens_tensors()
+    assert torch.allclose(t["W_enc"], t["W_dec"].T)
+    assert torch.allclose(t["W_dec"].norm(dim=1), torch.ones(6))
+
+
+def _saved(tmp_path):
+    save_sae(build_sae("relu", 8, 16), tmp_path)
+    return tmp_path
+
+
+def test_missing_tensor_is_named(tmp_path):
+    folder = _saved(tmp_path)
+    t = load_file(str(folder / "sae_weights.safetensors"))
+    del t["b_enc"]
+    save_file(t, str(folder / "sae_weights.safetensors"))
+    with pytest.raises(SAEFormatError, match=r"sae_weights.safetensors: missing tensor\(s\) b_enc"):
+        load_sae(folder)
+
+
+def test_wrong_shape_is_named(tmp_path):
+    folder = _saved(tmp_path)
+    t = load_file(str(folder / "sae_weights.safetensors"))
+    t["W_enc"] = t["W_enc"].T.contiguous()
+    save_file(t, str(folder / "sae_weights.safetensors"))
+    with pytest.raises(SAEFormatError, match=r"W_enc has shape \(16, 8\): expected \(8, 16\)"):
+        load_sae(folder)
+
+
+def test_missing_file_and_truncated_weights(tmp_path):
+    folder = _saved(tmp_path)
+    weights = folder / "sae_weights.safetensors"
+    weights.write_bytes(weights.read_bytes()[:40])
+    with pytest.raises(SAEFormatError, match="cannot be read as safetensors"):
+        load_sae(folder)
+    (folder / "cfg.json").unlink()
+    with pytest.raises(SAEFormatError, match="cfg.json: missing"):
+        load_sae(folder)
+
+
+def _x(n=600, d=8, seed=0):
+    return torch.randn(n, d, generator=torch.Generator().manual_seed(seed)) + 1.0
+
+
+@pytest.mark.parametrize("kind", ["relu", "topk"])
+def test_training_is_deterministic_and_resumes_to_the_same_weights(tmp_path, kind):
+    cfg = SAETrainConfig(kind=kind, d_sae=16, k=4, epochs=2, batch_size=64, seed=3, dead_after=100)
+    x = _x()
+    a, _ = train_sae(x, cfg, progress=False)
+    b, _ = train_sae(x, cfg, progress=False)
+    ckpt = tmp_path / "ckpt.pt"
+    partial, _ = train_sae(x, cfg, checkpoint=ckpt, progress=False, stop_after=13)  # mid-epoch 2 of 10 steps each
+    assert ckpt.is_file()
+    resumed, _ = train_sae(x, cfg, checkpoint=ckpt, progress=False)
+    for name, t in a.saelens_tensors().items():
+        assert torch.equal(t, b.saelens_tensors()[name]), name
+        assert torch.equal(t, resumed.saelens_tensors()[name]), name
+    other, _ = train_sae(x, SAETrainConfig(**{**cfg.__dict__, "seed": 4}), progress=False)
+    assert not torch.equal(other.saelens_tensors()["W_dec"], a.saelens_tensors()["W_dec"])
+
+
+def _planted(n=6000, d=16, m_true=24, active=3, seed=0):
+    """Tokens that are sparse non-negative combinations of m_true unit directions."""
+    g = torch.Generator().manual_seed(seed)
+    truth = torch.nn.functional.normalize(torch.randn(m_true, d, generator=g), dim=1)
+    codes = torch.zeros(n, m_true)
+    idx = torch.stack([torch.randperm(m_true, generator=g)[:active] for _ in range(n)])
+    codes.scatter_(1, idx, torch.rand(n, active, generator=g) * 2 + 0.5)
+    return codes @ truth, truth
+
+
+@pytest.mark.parametrize("kind,extra", [("relu", {"l1": 0.05, "epochs": 15}), ("topk", {"k": 3, "epochs": 8})])
+def test_sae_recovers_planted_sparse_directions(kind, extra):
+    x, truth = _planted()
+    cfg = SAETrainConfig(kind=kind, d_sae=32, lr=3e-3, batch_size=128, seed=0, dead_after=2000, **extra)
+    sae, _ = train_sae(x, cfg, progress=False)
+    best, _ = max_cosine(truth, sae.atoms().detach())
+    assert best.mean() > 0.9, best
+    assert (best > 0.7).mean() > 0.9
+
+
+def test_small_and_large_dictionaries_do_not_share_their_initialisation():
+    x = _x()
+    cfg = dict(kind="relu", epochs=1, batch_size=600, lr=1e-12, seed=0)
+    small, _ = train_sae(x, SAETrainConfig(d_sae=16, **cfg), progress=False)
+    large, _ = train_sae(x, SAETrainConfig(d_sae=32, **cfg), progress=False)
+    best, _ = max_cosine(small.atoms().detach(), large.atoms().detach())
+    assert best.mean() < 0.9  # identical starting atoms would give 1.0
