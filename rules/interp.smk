@@ -53,18 +53,26 @@ rule activations:
 
 
 rule sae:
-    """One SAE ({size} = kind_multiple x[_seedN]) on one layer of one role; cfg.json, weights, metrics.json."""
+    """Every SAE of one layer of one role (kind_multiple x[_seedN]), one folder each: cfg.json, weights, metrics.json.
+
+    One job per (role, layer): the store is read and the model loaded once, and the spliced CE/KL
+    shares its clean and ablated forwards. Asking for one SAE folder by path runs this job.
+    """
     input:
         store="results/{run}/activations/{reward}/{role}",
         model=role_model,
     output:
-        directory("results/{run}/sae/{reward}/{role}/layer{layer}/{size}"),
+        [
+            directory(f"results/{{run}}/sae/{{reward}}/{{role}}/layer{{layer}}/{name}")
+            for name in sae_names()
+        ],
     params:
+        names=sae_names(),
         sae=config["sae"],
         seed=config["seed"],
         device=config["device"],
     log:
-        "logs/{run}/sae/{reward}/{role}/layer{layer}/{size}.log",
+        "logs/{run}/sae/{reward}/{role}/layer{layer}.log",
     threads: threads_for("sae")
     resources:
         **resources_for("sae"),

@@ -27,9 +27,10 @@ def selected_layers(wildcards):
 
 
 def sae_names():
+    """Every SAE of one (role, layer): each kind at each size, plus seed replicas of the small size."""
     kinds, sizes, seeds = config["sae"]["kinds"], config["sae"]["sizes"], config["sae"]["baseline_seeds"]
     names = [f"{k}_{s}x" for k in kinds for s in sizes]
-    return names + [f"{k}_{s}x_seed{b}" for k in kinds for s in sizes for b in seeds]
+    return names + [f"{k}_{min(sizes)}x_seed{b}" for k in kinds for b in seeds]
 
 
 def feature_summaries(wildcards):

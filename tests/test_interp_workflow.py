@@ -79,7 +79,9 @@ def test_every_sae_has_saelens_files_and_metrics(interp_run):
     from rlhf_lens.sae import load_sae
 
     folders = sorted((interp_run / "results/tiny/sae/utility").glob("*/layer*/*"))
-    assert len(folders) == 2 * 1 * 1 * 2 * 2  # roles x layers x kinds x sizes x (seed, baseline seed)
+    assert len(folders) == 2 * 1 * 1 * (2 + 1)  # roles x layers x kinds x (sizes + a seed replica of the small one)
+    # One sae job per (role, layer) wrote every folder of it.
+    assert sorted(p.name for p in (interp_run / "logs/tiny/sae/utility/rlhf").iterdir()) == ["layer1.log"]
     sae, cfg = load_sae(folders[0])
     metrics = json.loads((folders[0] / "metrics.json").read_text())
     for key in ("explained_variance", "explained_variance_legacy_around_zero", "l0", "dead_fraction",

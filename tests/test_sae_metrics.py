@@ -107,3 +107,18 @@ def test_spliced_identity_recovers_all_and_zero_recovers_none(tiny_model_dir, to
     assert zero["ce_sae"] == pytest.approx(zero["ce_zero_ablation"], abs=1e-5)
     assert zero["ce_loss_score_zero"] == pytest.approx(0.0, abs=1e-3)
     assert zero["kl_sae"] > 0
+
+
+def test_spliced_losses_of_several_saes_match_one_at_a_time(tiny_model_dir, tokenizer):
+    from rlhf_lens.models import load_prepared
+
+    model, tok = load_prepared(tiny_model_dir)
+    module = site_module(find_blocks(model)[1], "mlp_out", 1)
+    docs = [tok("A warm and funny film")["input_ids"], tok("Too long by an hour")["input_ids"]]
+    exclude, mean = set(tok.all_special_ids), torch.full((32,), 0.1)
+    both = spliced_losses(model, module, {"id": _Identity(), "zero": _Zero()}, docs, exclude=exclude, mean_vector=mean)
+    for name, sae in (("id", _Identity()), ("zero", _Zero())):
+        alone = spliced_losses(model, module, sae, docs, exclude=exclude, mean_vector=mean)
+        assert both[name].keys() == alone.keys()
+        for key, value in alone.items():
+            assert both[name][key] == pytest.approx(value, abs=1e-6), (name, key)

@@ -47,7 +47,7 @@ class SAEStageConfig:
     batch_size: int = 256
     """Tokens per optimiser step."""
     baseline_seeds: tuple[int, ...] = (1,)
-    """Extra seeds for the seed-vs-seed baseline: each (kind, size) is trained again with each."""
+    """Extra seeds for the seed-vs-seed baseline: each kind's small dictionary is trained again with each."""
     eval_fraction: float = 0.2
     """Fraction of documents held out to measure the SAEs on."""
     ce_eval_tokens: int = 256
@@ -64,9 +64,11 @@ def parse_size(name: str) -> tuple[str, int, int | None]:
 
 
 def size_names(cfg: SAEStageConfig, with_baselines: bool = True) -> list[str]:
+    """Every SAE of one (role, layer); seed replicas only at the small size (the noise floor of MMCS
+    is measured there, and a large replica would cost the most training time)."""
     names = [f"{k}_{s}x" for k in cfg.kinds for s in cfg.sizes]
     if with_baselines:
-        names += [f"{k}_{s}x_seed{seed}" for k in cfg.kinds for s in cfg.sizes for seed in cfg.baseline_seeds]
+        names += [f"{k}_{min(cfg.sizes)}x_seed{seed}" for k in cfg.kinds for seed in cfg.baseline_seeds]
     return names
 
 
@@ -78,38 +80,58 @@ def fit_sae(store: str | os.PathLike, layer: int, size: str, out_dir: str | os.P
     ``model_dir``: the model the activations came from, for the spliced CE/KL; None skips it.
     Returns the metrics.
     """
-    kind, mult, own_seed = parse_size(size)
+    return fit_saes(store, layer, {size: out_dir}, cfg, seed, model_dir, device)[size]
+
+
+def fit_saes(store: str | os.PathLike, layer: int, outputs: dict[str, str | os.PathLike], cfg: SAEStageConfig,
+             seed: int, model_dir: str | os.PathLike | None = None, device: str = "cpu") -> dict[str, dict]:
+    """Train every SAE named in ``outputs`` (size name -> folder) on ``layer`` of ``store``.
+
+    One call reads the layer once, loads the model once and shares the clean and ablated
+    forwards of the spliced CE/KL among the SAEs (each adds one spliced forward); each folder is
+    still written atomically on its own, as soon as its SAE is scored. Returns name -> metrics.
+    """
+    parsed = {name: parse_size(name) for name in outputs}  # bad names fail before any work
     manifest = read_manifest(store)
     d = manifest["d_model"]
     train_ids, eval_ids = split_docs(manifest["n_docs"], cfg.eval_fraction, seed)
-    started = time.monotonic()
     _, x_train = read_layer(store, layer, doc_ids=train_ids)
     _, x_eval = read_layer(store, layer, doc_ids=eval_ids)
-    tcfg = SAETrainConfig(kind=kind, d_sae=mult * d, l1=cfg.l1, k=cfg.k, lr=cfg.lr, epochs=cfg.epochs,
-                          batch_size=cfg.batch_size, seed=seed if own_seed is None else own_seed)
-    out = Path(out_dir)
-    ckpt = out.parent / f".{out.name}.ckpt.pt"  # beside the output: Snakemake clears outputs of failed jobs
-    sae, history = train_sae(x_train, tcfg, checkpoint=ckpt)
-    train_s = time.monotonic() - started
-    metrics = {"layer": layer, "size": size, "kind": kind, "d_in": d, "d_sae": tcfg.d_sae, "seed": tcfg.seed,
-               "site": manifest["site"], "train_tokens": len(x_train), "train_seconds": train_s,
-               "train_tokens_per_second": cfg.epochs * len(x_train) / max(train_s, 1e-9),
-               "final_epoch": history[-1] if history else None}
-    metrics.update(reconstruction_metrics(sae, x_eval))
+    trained = {}
+    for name, (kind, mult, own_seed) in parsed.items():
+        started = time.monotonic()
+        tcfg = SAETrainConfig(kind=kind, d_sae=mult * d, l1=cfg.l1, k=cfg.k, lr=cfg.lr, epochs=cfg.epochs,
+                              batch_size=cfg.batch_size, seed=seed if own_seed is None else own_seed)
+        out = Path(outputs[name])
+        ckpt = out.parent / f".{out.name}.ckpt.pt"  # beside the output: Snakemake clears outputs of failed jobs
+        sae, history = train_sae(x_train, tcfg, checkpoint=ckpt)
+        train_s = time.monotonic() - started
+        metrics = {"layer": layer, "size": name, "kind": kind, "d_in": d, "d_sae": tcfg.d_sae, "seed": tcfg.seed,
+                   "site": manifest["site"], "train_tokens": len(x_train), "train_seconds": train_s,
+                   "train_tokens_per_second": cfg.epochs * len(x_train) / max(train_s, 1e-9),
+                   "final_epoch": history[-1] if history else None}
+        metrics.update(reconstruction_metrics(sae, x_eval))
+        trained[name] = (sae, tcfg, metrics, ckpt)
     if model_dir is not None and cfg.ce_eval_tokens > 0:
-        metrics.update(_spliced(store, layer, manifest, sae, x_train.mean(0), eval_ids, model_dir, cfg, device))
-    with atomic_dir(out) as tmp:
-        save_sae(sae, tmp, hook_name=f"blocks.{layer}.{manifest['site']}",
-                 extra={"layer": layer, "site": manifest["site"], "size": size, "seed": tcfg.seed,
-                        "model": manifest.get("model"), "train_config": tcfg.__dict__})
-        write_json(finite(metrics), tmp / "metrics.json")
-    ckpt.unlink(missing_ok=True)
-    log.info("SAE %s layer %d: EV %.3f, L0 %.1f, dead %.2f", size, layer, metrics["explained_variance"],
-             metrics.get("l0", float("nan")), metrics.get("dead_fraction", float("nan")))
-    return metrics
+        spliced = _spliced(store, layer, manifest, {n: t[0] for n, t in trained.items()}, x_train.mean(0),
+                           eval_ids, model_dir, cfg, device)
+        for name, extra in spliced.items():
+            trained[name][2].update(extra)
+    results = {}
+    for name, (sae, tcfg, metrics, ckpt) in trained.items():
+        with atomic_dir(Path(outputs[name])) as tmp:
+            save_sae(sae.cpu(), tmp, hook_name=f"blocks.{layer}.{manifest['site']}",
+                     extra={"layer": layer, "site": manifest["site"], "size": name, "seed": tcfg.seed,
+                            "model": manifest.get("model"), "train_config": tcfg.__dict__})
+            write_json(finite(metrics), tmp / "metrics.json")
+        ckpt.unlink(missing_ok=True)
+        log.info("SAE %s layer %d: EV %.3f, L0 %.1f, dead %.2f", name, layer, metrics["explained_variance"],
+                 metrics.get("l0", float("nan")), metrics.get("dead_fraction", float("nan")))
+        results[name] = metrics
+    return results
 
 
-def _spliced(store, layer, manifest, sae, mean_vector, eval_ids, model_dir, cfg, device) -> dict:
+def _spliced(store, layer, manifest, saes: dict, mean_vector, eval_ids, model_dir, cfg, device) -> dict:
     from ..models import load_prepared
 
     model, tokenizer = load_prepared(model_dir, device)
@@ -118,5 +140,5 @@ def _spliced(store, layer, manifest, sae, mean_vector, eval_ids, model_dir, cfg,
     streams = [list(docs.loc[i, "token_ids"]) for i in eval_ids]
     module = site_module(blocks[layer], manifest["site"], layer)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    return spliced_losses(model, module, sae.to(device), streams, exclude=set(tokenizer.all_special_ids), mean_vector=mean_vector,
+    return spliced_losses(model, module, {n: s.to(device) for n, s in saes.items()}, streams, exclude=set(tokenizer.all_special_ids), mean_vector=mean_vector,
                           pad_id=pad, device=device, max_tokens=cfg.ce_eval_tokens)

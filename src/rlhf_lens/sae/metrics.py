@@ -118,6 +118,9 @@ def spliced_losses(model, module: torch.nn.Module, sae, docs: list[list[int]], e
                    device: str = "cpu", max_tokens: int | None = None) -> dict:
     """CE and KL with the SAE's reconstruction spliced in at ``module``'s output.
 
+    ``sae``: one SAE, or a dict name -> SAE of the same site; with a dict the clean and ablated
+    forwards are shared (one extra forward per SAE) and the result is a dict name -> metrics.
+
     ``docs``: token id lists (the streams the store recorded). ``exclude``: token ids that are
     not content (special tokens): activations are replaced only at content tokens and only
     content tokens are scored as targets. Four forwards per batch: clean, spliced, zero-ablated, mean-ablated (the latter
@@ -135,14 +138,16 @@ def spliced_losses(model, module: torch.nn.Module, sae, docs: list[list[int]], e
         sel = mode["mask"]
         new = h.clone()
         if mode["kind"] == "sae":
-            new[sel] = sae(h[sel].float())[0].to(h.dtype)
+            new[sel] = mode["sae"](h[sel].float())[0].to(h.dtype)
         elif mode["kind"] == "zero":
             new[sel] = 0.0
         elif mode["kind"] == "mean":
             new[sel] = mean_vector.to(h.dtype).to(h.device)
         return replace_output(output, new)
 
-    totals = {"clean": 0.0, "sae": 0.0, "zero": 0.0, "mean": 0.0, "kl": 0.0}
+    saes = sae if isinstance(sae, dict) else {None: sae}
+    totals = {"clean": 0.0, "zero": 0.0, "mean": 0.0, **{("sae", k): 0.0 for k in saes},
+              **{("kl", k): 0.0 for k in saes}}
     n = 0
     handle = module.register_forward_hook(hook)
     try:
@@ -158,17 +163,19 @@ def spliced_losses(model, module: torch.nn.Module, sae, docs: list[list[int]], e
             if exclude:
                 content &= ~torch.isin(ids, torch.as_tensor(sorted(exclude)))
             ids, attn, content = ids.to(device), attn.to(device), content.to(device)
-            runs = ["clean", "sae", "zero"] + (["mean"] if mean_vector is not None else [])
+            runs = ["clean", "zero"] + (["mean"] if mean_vector is not None else []) + [("sae", k) for k in saes]
             logp_clean = None
-            for kind in runs:
-                mode.update(kind=None if kind == "clean" else kind, mask=content)
+            for run in runs:
+                kind = run[0] if isinstance(run, tuple) else run
+                mode.update(kind=None if kind == "clean" else kind, mask=content,
+                            sae=saes[run[1]] if kind == "sae" else None)
                 logits = model(input_ids=ids, attention_mask=attn, use_cache=False).logits
                 ce, logp = _token_losses(logits, ids, content)
-                totals[kind] += float(ce.sum())
+                totals[run] += float(ce.sum())
                 if kind == "clean":
                     logp_clean = logp
                 elif kind == "sae":
-                    totals["kl"] += float((logp_clean.exp() * (logp_clean - logp)).sum())
+                    totals[("kl", run[1])] += float((logp_clean.exp() * (logp_clean - logp)).sum())
             n += int(content[:, 1:].sum())
             if max_tokens and n >= max_tokens:
                 break
@@ -176,13 +183,16 @@ def spliced_losses(model, module: torch.nn.Module, sae, docs: list[list[int]], e
         handle.remove()
     if n == 0:
         raise ValueError("no scored tokens for the spliced CE/KL evaluation")
-    out = {"ce_tokens": n, "ce_clean": totals["clean"] / n, "ce_sae": totals["sae"] / n,
-           "ce_zero_ablation": totals["zero"] / n, "kl_sae": totals["kl"] / n}
-    out["ce_loss_score_zero"] = _recovered(out["ce_zero_ablation"], out["ce_sae"], out["ce_clean"])
-    if mean_vector is not None:
-        out["ce_mean_ablation"] = totals["mean"] / n
-        out["ce_loss_score_mean"] = _recovered(out["ce_mean_ablation"], out["ce_sae"], out["ce_clean"])
-    return out
+    results = {}
+    for name in saes:
+        out = {"ce_tokens": n, "ce_clean": totals["clean"] / n, "ce_sae": totals[("sae", name)] / n,
+               "ce_zero_ablation": totals["zero"] / n, "kl_sae": totals[("kl", name)] / n}
+        out["ce_loss_score_zero"] = _recovered(out["ce_zero_ablation"], out["ce_sae"], out["ce_clean"])
+        if mean_vector is not None:
+            out["ce_mean_ablation"] = totals["mean"] / n
+            out["ce_loss_score_mean"] = _recovered(out["ce_mean_ablation"], out["ce_sae"], out["ce_clean"])
+        results[name] = out
+    return results if isinstance(sae, dict) else results[None]
 
 
 def _recovered(ablated: float, spliced: float, clean: float) -> float:
