@@ -77,6 +77,14 @@ BAD_CONFIGS = {
     "bad run name": ({"run": "my run"}, ["'run'", "'my run'", "expected text matching"]),
     "zero max_words": ({"prompts": {"max_words": 0}}, ["'prompts.max_words'", ">= 1"]),
     "bad dtype": ({"model": {"dtype": "float64"}}, ["'model.dtype'", "float64", "one of: float32, bfloat16, float16"]),
+    "unknown PPO setting": ({"rl": {"ppo": {"lr": 1e-5}}}, ["unknown key 'rl.ppo.lr'", "learning_rate"]),
+    "unknown PPO preset": ({"rl": {"preset": "fast"}}, ["'rl.preset'", "'fast'", "one of: cpu_default, paper"]),
+    "mini-batch not a divisor": ({"rl": {"ppo": {"batch_size": 16, "mini_batch_size": 5}}},
+                                 ["'rl.ppo.mini_batch_size'", "divisor of batch_size (16)"]),
+    "response range reversed": ({"rl": {"ppo": {"response_min_tokens": 20}}},
+                                ["'rl.ppo.response_min_tokens'", "<= response_max_tokens"]),
+    "negative learning rate": ({"rl": {"ppo": {"learning_rate": -1}}}, ["'rl.ppo.learning_rate'", "> 0"]),
+    "too few eval prompts": ({"rl": {"eval": {"prompts": 1}}}, ["'rl.eval.prompts'", ">= 2"]),
     "bad reward name": ({"rewards": {"bad name": {"type": "utility_table"}}}, ["'rewards.bad name'", "not an allowed name"]),
 }
 

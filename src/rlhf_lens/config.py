@@ -28,11 +28,11 @@ DEFAULT_SCHEMA = REPO_ROOT / "schemas" / "config.schema.yaml"
 PROMPT_FILE_SUFFIXES = (".parquet", ".csv", ".jsonl")
 REWARD_KEYS = {
     "utility_table": {"type", "table", "scope"},
-    "classifier": {"type", "model", "label"},
+    "classifier": {"type", "model", "label", "scope"},
 }
 REWARD_DEFAULTS = {
     "utility_table": {"table": "vader", "scope": "response"},
-    "classifier": {},
+    "classifier": {"scope": "response"},
 }
 
 
@@ -177,6 +177,12 @@ def _reward_problems(rewards: dict) -> list[str]:
     return problems
 
 
+def _rl_problems(rl: dict) -> list[str]:
+    from .rl.config import ppo_config
+
+    return ppo_config(rl["preset"], rl["ppo"]).problems("rl.ppo")
+
+
 def _semantic_problems(config: dict) -> list[str]:
     problems = []
     try:
@@ -185,6 +191,7 @@ def _semantic_problems(config: dict) -> list[str]:
         problems.append(f"key 'model.spec' has value {config['model']['spec']!r}: {exc}")
     problems += _prompt_source_problems(config["prompts"])
     problems += _reward_problems(config["rewards"])
+    problems += _rl_problems(config["rl"])
     return problems
 
 
@@ -277,6 +284,13 @@ def model_config(config: dict) -> ModelConfig:
 
 def prompts_config(config: dict) -> PromptsConfig:
     return _pick(PromptsConfig, config["prompts"])
+
+
+def rl_settings(config: dict):
+    """(PPOConfig, EvalConfig) of ``rl:``: the preset with ``rl.ppo`` overrides, and ``rl.eval``."""
+    from .rl.config import EvalConfig, ppo_config
+
+    return ppo_config(config["rl"]["preset"], config["rl"]["ppo"]), _pick(EvalConfig, config["rl"]["eval"])
 
 
 def rule_resources(config: dict, rule: str) -> Resources:
