@@ -16,6 +16,7 @@ configfile: "config.yaml"
 # common.smk validates the config first, then defines the names the rules use.
 include: "rules/common.smk"
 include: "rules/prepare.smk"
+include: "rules/rl.smk"
 include: "rules/interp.smk"
 
 

@@ -28,11 +28,11 @@ DEFAULT_SCHEMA = REPO_ROOT / "schemas" / "config.schema.yaml"
 PROMPT_FILE_SUFFIXES = (".parquet", ".csv", ".jsonl")
 REWARD_KEYS = {
     "utility_table": {"type", "table", "scope"},
-    "classifier": {"type", "model", "label"},
+    "classifier": {"type", "model", "label", "scope"},
 }
 REWARD_DEFAULTS = {
     "utility_table": {"table": "vader", "scope": "response"},
-    "classifier": {},
+    "classifier": {"scope": "response"},
 }
 
 
@@ -193,6 +193,12 @@ def _interp_problems(config: dict) -> list[str]:
     return problems
 
 
+def _rl_problems(rl: dict) -> list[str]:
+    from .rl.config import ppo_config
+
+    return ppo_config(rl["preset"], rl["ppo"]).problems("rl.ppo")
+
+
 def _semantic_problems(config: dict) -> list[str]:
     problems = []
     try:
@@ -202,6 +208,7 @@ def _semantic_problems(config: dict) -> list[str]:
     problems += _prompt_source_problems(config["prompts"])
     problems += _reward_problems(config["rewards"])
     problems += _interp_problems(config)
+    problems += _rl_problems(config["rl"])
     return problems
 
 
@@ -306,6 +313,13 @@ def model_config(config: dict) -> ModelConfig:
 
 def prompts_config(config: dict) -> PromptsConfig:
     return _pick(PromptsConfig, config["prompts"])
+
+
+def rl_settings(config: dict):
+    """(PPOConfig, EvalConfig) of ``rl:``: the preset with ``rl.ppo`` overrides, and ``rl.eval``."""
+    from .rl.config import EvalConfig, ppo_config
+
+    return ppo_config(config["rl"]["preset"], config["rl"]["ppo"]), _pick(EvalConfig, config["rl"]["eval"])
 
 
 def rule_resources(config: dict, rule: str) -> Resources:

@@ -1,0 +1,67 @@
+# Stage 1: PPO-train one policy per configured reward, then compare it with the base model on
+# held-out prompts. Checkpoints live in results/{run}/rl/{reward}/checkpoints/, deliberately not
+# an output: Snakemake deletes the outputs of a failed job, and a rerun resumes from them.
+
+from dataclasses import asdict
+
+from rlhf_lens.config import rl_settings
+
+PPO_SETTINGS, EVAL_SETTINGS = rl_settings(config)
+
+
+rule rl:
+    """PPO against reward {reward}: policy/ (plain HF folder), metrics per step, reward/KL curves."""
+    input:
+        model=model_dir(),
+        prompts="results/{run}/prompts/train.parquet",
+    output:
+        policy=directory("results/{run}/rl/{reward}/policy"),
+        metrics="results/{run}/rl/{reward}/metrics.parquet",
+        curves=report("results/{run}/rl/{reward}/curves.png", category="RL", subcategory="{reward}"),
+    params:
+        reward=lambda wildcards: config["rewards"][wildcards.reward],
+        ppo=asdict(PPO_SETTINGS),
+        seed=config["seed"],
+        checkpoints=lambda wildcards: f"results/{wildcards.run}/rl/{wildcards.reward}/checkpoints",
+    log:
+        "logs/{run}/rl/{reward}.log",
+    threads: threads_for("rl")
+    resources:
+        **resources_for("rl"),
+    conda:
+        "../envs/rlhf_lens.yaml"
+    script:
+        "../workflow_scripts/rl.py"
+
+
+rule rl_eval:
+    """Base vs policy on held-out prompts: sample table, mean rewards with bootstrap CIs, KL."""
+    input:
+        base=model_dir(),
+        policy="results/{run}/rl/{reward}/policy",
+        prompts="results/{run}/prompts/eval.parquet",
+    output:
+        table="results/{run}/rl/{reward}/eval.parquet",
+        summary="results/{run}/rl/{reward}/eval_summary.json",
+    params:
+        reward=lambda wildcards: config["rewards"][wildcards.reward],
+        ppo=asdict(PPO_SETTINGS),
+        eval=asdict(EVAL_SETTINGS),
+        seed=config["seed"],
+    log:
+        "logs/{run}/rl_eval/{reward}.log",
+    threads: threads_for("rl_eval")
+    resources:
+        **resources_for("rl_eval"),
+    conda:
+        "../envs/rlhf_lens.yaml"
+    script:
+        "../workflow_scripts/rl_eval.py"
+
+
+ALL_TARGETS += expand(
+    "results/{run}/rl/{reward}/{name}",
+    run=RUN,
+    reward=REWARDS,
+    name=["metrics.parquet", "curves.png", "eval.parquet", "eval_summary.json"],
+)

@@ -1,0 +1,60 @@
+"""A sequence-classification model as the reward: the raw logit of one named label.
+
+Any Hugging Face ``AutoModelForSequenceClassification`` (hub id or folder; for online users the
+paper's ``lvwerra/distilbert-imdb`` with label POSITIVE). The classifier reads the response alone
+(the paper's later code), or prompt + response with ``scope: prompt_and_response``. It gives no
+per-token attribution, so its per-token form is the sequence reward on the last token.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+
+from .base import Reward, RewardError
+
+log = logging.getLogger(__name__)
+
+
+class ClassifierReward(Reward):
+    """reward = logit of ``label`` from a sequence classifier; (B,) float32."""
+
+    def __init__(self, model_spec: str, label: str, *, name: str = "classifier", device: str = "cpu",
+                 batch_size: int = 32, trust_remote_code: bool = False, scope: str = "response"):
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        self.name, self.device, self.batch_size, self.scope = name, device, batch_size, scope
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(model_spec, trust_remote_code=trust_remote_code)
+            self.model = AutoModelForSequenceClassification.from_pretrained(
+                model_spec, use_safetensors=True, trust_remote_code=trust_remote_code).to(device).eval()
+        except (OSError, ValueError) as exc:
+            raise RewardError(f"key 'rewards.{name}.model' has value {model_spec!r}: cannot load a "
+                              f"sequence-classification model from it ({exc})") from exc
+        labels = {str(v): int(k) for k, v in self.model.config.id2label.items()}
+        if label not in labels:
+            raise RewardError(f"key 'rewards.{name}.label' has value {label!r}: the model {model_spec!r} has "
+                              f"labels {', '.join(sorted(labels))}")
+        self.label, self.label_index = label, labels[label]
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        if self.model.config.pad_token_id is None:
+            self.model.config.pad_token_id = self.tokenizer.pad_token_id
+        self.max_length = min(getattr(self.tokenizer, "model_max_length", 512) or 512, 4096)
+
+    def to(self, device: str) -> "ClassifierReward":
+        self.device = device
+        self.model.to(device)
+        return self
+
+    def score(self, prompts: Sequence[str], responses: Sequence[str]):
+        import torch
+
+        texts = [f"{p}{r}" if self.scope == "prompt_and_response" else r for p, r in zip(prompts, responses)]
+        out = []
+        with torch.no_grad():
+            for i in range(0, len(texts), self.batch_size):
+                enc = self.tokenizer(texts[i:i + self.batch_size], return_tensors="pt", padding=True,
+                                     truncation=True, max_length=self.max_length).to(self.device)
+                out.append(self.model(**enc).logits[:, self.label_index].float().cpu())
+        return torch.cat(out) if out else torch.zeros(0)

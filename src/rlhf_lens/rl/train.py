@@ -1,0 +1,189 @@
+"""The ``rl`` rule: PPO-train a policy against one reward and write the policy, metrics and curves.
+
+Outputs (paths given by the caller): ``policy/`` a plain HF folder (no value head inside, so it
+loads like any model), ``metrics.parquet`` one row per PPO step, ``curves.png`` reward and KL
+per step. Checkpoints go to a separate folder the workflow does not declare as an output, so a
+killed job's rerun resumes from the last one instead of starting over.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from ..atomic import atomic_dir, atomic_file, write_parquet
+from ..models import load_prepared
+from ..rewards import Reward
+from .checkpoint import fingerprint, latest_checkpoint, save_checkpoint
+from .config import PPOConfig
+from .ppo import PPOTrainer
+from .text import RLInputError, check_context, decode_with_spans, tokenize_prompts, truncate_queries
+
+log = logging.getLogger(__name__)
+
+
+def read_prompts(path: str | os.PathLike) -> list[str]:
+    """The ``text`` column of a prompts parquet (written by the prompts rule)."""
+    path = Path(path)
+    if not path.is_file():
+        raise RLInputError(f"prompt file {str(path)!r} does not exist")
+    df = pd.read_parquet(path)
+    if "text" not in df.columns:
+        raise RLInputError(f"prompt file {str(path)!r}: expected a 'text' column, found {', '.join(df.columns)}")
+    texts = [str(t) for t in df["text"]]
+    if not texts:
+        raise RLInputError(f"prompt file {str(path)!r} holds no prompts")
+    return texts
+
+
+def batch_indices(step: int, batch_size: int, n: int, seed: int) -> np.ndarray:
+    """Prompt indices of PPO step ``step``: consecutive slices of a fresh seeded permutation per epoch.
+
+    A pure function of (step, seed), so a resumed run reads the same prompts without saved state.
+    """
+    pos = np.arange(step * batch_size, (step + 1) * batch_size)
+    epochs = pos // n
+    out = np.empty(batch_size, dtype=np.int64)
+    for e in np.unique(epochs):
+        perm = np.random.default_rng([seed, int(e)]).permutation(n)
+        sel = epochs == e
+        out[sel] = perm[pos[sel] % n]
+    return out
+
+
+class RLRun:
+    """A PPO run from a prompt list and a reward; ``train`` goes to ``config.steps``, resuming if it can."""
+
+    def __init__(self, policy, ref, tokenizer, reward: Reward, prompts: list[str], config: PPOConfig, *,
+                 seed: int = 0, device: str = "cpu", checkpoint_dir: str | os.PathLike | None = None,
+                 settings: dict | None = None, prompt_source: str = "prompts"):
+        check_context(policy.config, config.query_max_tokens, config.response_max_tokens)
+        self.reward, self.config, self.seed, self.device = reward, config, seed, device
+        self.tokenizer = tokenizer
+        self.prompts = tokenize_prompts(tokenizer, prompts, prompt_source)
+        if len(self.prompts) < 1:
+            raise RLInputError(f"{prompt_source}: no prompts")
+        torch.manual_seed(seed)
+        np.random.seed(seed)
+        import random
+
+        random.seed(seed)
+        self.trainer = PPOTrainer(policy, ref, tokenizer, config, device=device)
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
+        self.fp = fingerprint({"ppo": asdict(config), "seed": seed, **(settings or {})})
+        self.step = 0
+        self.rows: list[dict] = []
+
+    def _rollout_step(self, step: int) -> dict:
+        cfg = self.config
+        t0 = time.perf_counter()
+        rng = np.random.default_rng([self.seed, 1, step])
+        idx = batch_indices(step, cfg.batch_size, len(self.prompts), self.seed)
+        queries = truncate_queries([self.prompts[i] for i in idx], cfg.query_min_tokens, cfg.query_max_tokens, rng)
+        length = int(rng.integers(cfg.response_min_tokens, cfg.response_max_tokens + 1))
+        responses = self.trainer.generate(queries, length)
+        t_gen = time.perf_counter() - t0
+        prompt_texts = [self.tokenizer.decode(q, skip_special_tokens=True) for q in queries]
+        decoded = [decode_with_spans(self.tokenizer, r) for r in responses]
+        scores = self.reward.token_rewards(prompt_texts, [d[0] for d in decoded], [d[1] for d in decoded])
+        stats = self.trainer.step(queries, responses, scores)
+        stats.update({"step": step, "seconds": time.perf_counter() - t0, "generation_seconds": t_gen,
+                      "response_length": length})
+        return stats
+
+    def resume(self) -> None:
+        if self.checkpoint_dir is None:
+            return
+        found = latest_checkpoint(self.checkpoint_dir, self.fp)
+        if found:
+            self.step, state = found
+            self.trainer.load_state_dict(state["trainer"])
+            self.rows = list(state["rows"])
+
+    def checkpoint(self) -> None:
+        if self.checkpoint_dir is not None:
+            save_checkpoint(self.checkpoint_dir, self.step,
+                            {"trainer": self.trainer.state_dict(), "rows": self.rows}, self.fp)
+
+    def train(self, until: int | None = None) -> pd.DataFrame:
+        """Run PPO steps up to ``until`` (default config.steps); returns the metrics table so far."""
+        until = self.config.steps if until is None else until
+        every = self.config.checkpoint_every
+        with tqdm(total=until, initial=self.step, desc="PPO", unit="step", mininterval=5) as bar:
+            while self.step < until:
+                row = self._rollout_step(self.step)
+                self.rows.append(row)
+                self.step += 1
+                bar.update(1)
+                bar.set_postfix(reward=f"{row['reward_mean']:.2f}", kl=f"{row['kl_mean']:.2f}")
+                log.info("step %d: reward %.3f kl %.3f coef %.4f entropy %.2f (%.1f s)", row["step"],
+                         row["reward_mean"], row["kl_mean"], row["kl_coef"], row["entropy"], row["seconds"])
+                if every and self.step % every == 0 and self.step < self.config.steps:
+                    self.checkpoint()
+        return self.metrics()
+
+    def metrics(self) -> pd.DataFrame:
+        cols = ["step", "reward_mean", "reward_std", "kl_mean", "kl_coef", "entropy", "policy_loss", "value_loss",
+                "clip_frac", "value_clip_frac", "approx_kl", "grad_norm", "total_reward_mean", "value_mean",
+                "advantage_abs_mean", "response_tokens", "response_length", "seconds", "generation_seconds"]
+        return pd.DataFrame(self.rows, columns=cols)
+
+
+def plot_curves(metrics: pd.DataFrame, path: str | os.PathLike, title: str = "") -> None:
+    """Reward and KL per PPO step, two panels, written atomically as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.4))
+    ax1.plot(metrics["step"], metrics["reward_mean"], color="tab:blue")
+    ax1.set(xlabel="PPO step", ylabel="mean reward (score)", title="reward")
+    ax2.plot(metrics["step"], metrics["kl_mean"], color="tab:red", label="KL(policy || ref) per sequence")
+    ax2.set(xlabel="PPO step", ylabel="nats", title="KL to reference")
+    ax2b = ax2.twinx()
+    ax2b.plot(metrics["step"], metrics["kl_coef"], color="grey", ls="--", label="KL coef")
+    ax2b.set_ylabel("KL coefficient")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def train_policy(model_dir: str | os.PathLike, prompts_path: str | os.PathLike, reward: Reward, config: PPOConfig,
+                 *, out_policy: str | os.PathLike, out_metrics: str | os.PathLike, out_plot: str | os.PathLike,
+                 checkpoint_dir: str | os.PathLike, seed: int = 0, device: str = "cpu",
+                 settings: dict | None = None) -> pd.DataFrame:
+    """Train against ``reward`` from the model in ``model_dir``; write policy/, metrics and curves.
+
+    ``settings`` (reward and model config) joins the checkpoint fingerprint, so a rerun with
+    other settings starts fresh instead of resuming.
+    """
+    prompts = read_prompts(prompts_path)
+    policy, tokenizer = load_prepared(model_dir, device)
+    ref, _ = load_prepared(model_dir, device)
+    reward.to(device)
+    run = RLRun(policy, ref, tokenizer, reward, prompts, config, seed=seed, device=device,
+                checkpoint_dir=checkpoint_dir, settings=settings, prompt_source=f"prompt file {str(prompts_path)!r}")
+    run.resume()
+    metrics = run.train()
+    with atomic_dir(out_policy) as tmp:
+        policy.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+    write_parquet(metrics, out_metrics)
+    plot_curves(metrics, out_plot, title=f"PPO against reward {reward.name!r}")
+    if not config.keep_checkpoints:
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    log.info("policy written to %s after %d steps", out_policy, len(metrics))
+    return metrics

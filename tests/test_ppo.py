@@ -1,0 +1,146 @@
+"""PPO engine: GAE and the KL controller against hand computations, a bandit with a known
+optimum, and bit-identical resume after an interrupt."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from rlhf_lens.rewards.utility_table import UtilityTableReward
+from rlhf_lens.rl.advantages import KLController, gae, masked_mean, masked_whiten
+from rlhf_lens.rl.config import PRESETS, PPOConfig, ppo_config
+from rlhf_lens.rl.ppo import PPOTrainer, pad_batch, response_logprobs
+from rlhf_lens.rl.train import RLRun, batch_indices
+from tiny_models import tiny_llama
+
+
+def test_gae_matches_hand_computation():
+    gamma, lam = 0.9, 0.8
+    r = torch.tensor([[1.0, 0.0, 2.0], [0.5, -1.0, 7.0]])
+    v = torch.tensor([[0.5, 1.0, 1.5], [0.2, 0.3, 9.0]])
+    mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]])  # row 2 ends after 2 tokens
+    adv, ret = gae(r, v, mask, gamma, lam)
+    # row 1: deltas d2 = 2 - 1.5 = 0.5; d1 = 0 + .9*1.5 - 1 = 0.35; d0 = 1 + .9*1 - .5 = 1.4
+    a2 = 0.5
+    a1 = 0.35 + gamma * lam * a2
+    a0 = 1.4 + gamma * lam * a1
+    # row 2: the episode ends at t=1 (V after it is 0): d1 = -1 - .3 = -1.3; d0 = .5 + .9*.3 - .2 = .57
+    b1 = -1.3
+    b0 = 0.57 + gamma * lam * b1
+    want = torch.tensor([[a0, a1, a2], [b0, b1, 0.0]])
+    assert torch.allclose(adv, want, atol=1e-6)
+    assert torch.allclose(ret, (want + v) * mask, atol=1e-6)
+
+
+def test_gae_with_gamma_lambda_one_is_reward_to_go_minus_value():
+    r = torch.tensor([[1.0, 2.0, 3.0, 4.0]])
+    v = torch.tensor([[0.1, 0.2, 0.3, 0.4]])
+    adv, ret = gae(r, v, torch.ones(1, 4), 1.0, 1.0)
+    assert torch.allclose(ret, torch.tensor([[10.0, 9.0, 7.0, 4.0]]))
+    assert torch.allclose(adv, ret - v)
+
+
+def test_masked_statistics_ignore_padding():
+    x = torch.tensor([[1.0, 3.0, 100.0]])
+    m = torch.tensor([[1.0, 1.0, 0.0]])
+    assert masked_mean(x, m).item() == 2.0
+    w = masked_whiten(x, m)
+    assert w[0, 2].item() == 0.0
+    assert w[0, 0].item() == pytest.approx(-1 / 2 ** 0.5, rel=1e-4)  # unbiased std of (1, 3) is sqrt(2)
+
+
+def test_adaptive_kl_controller_update_rule():
+    kl = KLController(0.5, target=6.0, horizon=10000)
+    kl.update(9.0, 64)  # error = 9/6 - 1 = 0.5 -> clipped to 0.2
+    assert kl.value == pytest.approx(0.5 * (1 + 0.2 * 64 / 10000))
+    kl.update(5.4, 64)  # error = -0.1
+    assert kl.value == pytest.approx(0.5 * (1 + 0.2 * 64 / 10000) * (1 - 0.1 * 64 / 10000))
+    kl.update(0.0, 10000)  # error -1 -> clipped to -0.2, full horizon
+    assert kl.value == pytest.approx(0.5 * (1 + 0.2 * 64 / 10000) * (1 - 0.1 * 64 / 10000) * 0.8)
+    fixed = KLController(0.3)
+    assert fixed.update(100.0, 64) == 0.3
+
+
+def test_paper_preset_has_trl07_defaults():
+    p = PRESETS["paper"]
+    assert (p.batch_size, p.mini_batch_size, p.learning_rate, p.init_kl_coef, p.target_kl, p.kl_horizon,
+            p.ppo_epochs, p.gamma, p.lam, p.cliprange, p.vf_coef, p.max_grad_norm) == \
+        (64, 16, 1e-6, 0.5, 6.0, 10000, 4, 1.0, 0.95, 0.2, 0.1, 1.0)
+    assert (p.query_min_tokens, p.query_max_tokens, p.response_min_tokens, p.response_max_tokens) == (2, 9, 8, 19)
+    assert ppo_config("paper", {"steps": 3}).steps == 3
+    with pytest.raises(KeyError, match="nope"):
+        ppo_config("cpu_default", {"nope": 1})
+    assert "mini_batch_size" in PPOConfig(batch_size=10, mini_batch_size=4).problems()[0]
+
+
+def test_batch_indices_cover_each_epoch_once():
+    idx = [batch_indices(s, 4, 10, seed=3) for s in range(5)]  # 20 draws = two epochs of 10
+    flat = torch.tensor([int(i) for b in idx for i in b])
+    assert sorted(flat[:10].tolist()) == list(range(10)) and sorted(flat[10:].tolist()) == list(range(10))
+
+
+def test_logprobs_equal_the_full_forward():
+    model = tiny_llama(50, layers=1, hidden=16)
+    batch = pad_batch([torch.tensor([5, 6, 7]), torch.tensor([8])], [torch.tensor([9, 10]), torch.tensor([11])], 0)
+    logp, _, ent = response_logprobs(model, None, batch, with_entropy=True)
+    with torch.no_grad():
+        full = torch.log_softmax(model(torch.tensor([[5, 6, 7, 9, 10]])).logits[0], -1)
+    assert logp[0].tolist() == pytest.approx([full[2, 9].item(), full[3, 10].item()], abs=1e-5)
+    with torch.no_grad():
+        solo = torch.log_softmax(model(torch.tensor([[8, 11]])).logits[0], -1)
+    assert logp[1, 0].item() == pytest.approx(solo[0, 11].item(), abs=1e-5)  # left padding does not change it
+    assert (ent[0] > 0).all()
+
+
+def test_bandit_learns_to_emit_the_rewarded_token():
+    """A tiny model gets +1 for every emitted token 7 (dense per-token reward): it must learn to emit it."""
+    torch.manual_seed(0)
+    V, target = 16, 7
+    policy, ref = tiny_llama(V, layers=1, hidden=16, seed=1), tiny_llama(V, layers=1, hidden=16, seed=1)
+    tok = SimpleNamespace(pad_token_id=0, eos_token_id=None)
+    cfg = PPOConfig(batch_size=16, mini_batch_size=8, ppo_epochs=2, learning_rate=1e-2, init_kl_coef=0.0,
+                    adaptive_kl=False, response_min_tokens=4, response_max_tokens=4, stop_at_eos=False)
+    trainer = PPOTrainer(policy, ref, tok, cfg)
+    queries = [torch.tensor([3, 4])] * 16
+    first = None
+    for _ in range(25):
+        responses = trainer.generate(queries, 4)
+        hits = torch.stack(responses) == target
+        first = hits.float().mean().item() if first is None else first
+        trainer.step(queries, responses, hits.float())
+    final = (torch.stack(trainer.generate(queries, 4)) == target).float().mean().item()
+    assert first < 0.3 and final > 0.9, (first, final)
+
+
+def _run(tokenizer, ckpt, steps=4, seed=0):
+    cfg = PPOConfig(steps=steps, batch_size=4, mini_batch_size=2, ppo_epochs=2, learning_rate=1e-3,
+                    response_min_tokens=3, response_max_tokens=5, query_min_tokens=2, query_max_tokens=6,
+                    checkpoint_every=2)
+    policy, ref = tiny_llama(len(tokenizer), hidden=16), tiny_llama(len(tokenizer), hidden=16)
+    reward = UtilityTableReward({"the": 1.0, "a": -1.0, "and": 2.0})
+    prompts = ["This movie was", "The plot is", "I watched it and", "Acting: a mess", "Why"]
+    return RLRun(policy, ref, tokenizer, reward, prompts, cfg, seed=seed, checkpoint_dir=ckpt)
+
+
+def test_resume_after_interrupt_is_bit_identical(tokenizer, tmp_path):
+    full = _run(tokenizer, tmp_path / "a")
+    full.train()
+    interrupted = _run(tokenizer, tmp_path / "b")
+    interrupted.train(until=3)  # "killed" after step 3; the last checkpoint is at step 2
+    resumed = _run(tokenizer, tmp_path / "b")
+    resumed.resume()
+    assert resumed.step == 2
+    resumed.train()
+    for (name, p), q in zip(full.trainer.policy.named_parameters(), resumed.trainer.policy.parameters()):
+        assert torch.equal(p, q), name
+    assert torch.equal(full.trainer.value_head.linear.weight, resumed.trainer.value_head.linear.weight)
+    assert full.trainer.kl.value == resumed.trainer.kl.value
+    a, b = full.metrics().drop(columns=["seconds", "generation_seconds"]), \
+        resumed.metrics().drop(columns=["seconds", "generation_seconds"])
+    assert a.equals(b)
+    # a run with other settings does not resume that checkpoint
+    other = _run(tokenizer, tmp_path / "b", seed=1)
+    other.resume()
+    assert other.step == 0

@@ -1,0 +1,18 @@
+"""Rule rl: prepared model + train prompts -> results/{run}/rl/{reward}/{policy/,metrics.parquet,curves.png}."""
+
+from rlhf_lens.devices import pick_device
+from rlhf_lens.logs import setup_logging
+from rlhf_lens.rewards import build_reward
+from rlhf_lens.rl.config import PPOConfig
+from rlhf_lens.rl.train import train_policy
+
+setup_logging(snakemake.log[0])
+device = pick_device(snakemake.config["device"])
+name = snakemake.wildcards.reward
+reward = build_reward(name, {name: snakemake.params.reward}, device=device,
+                      trust_remote_code=snakemake.config["model"]["trust_remote_code"])
+train_policy(snakemake.input.model, snakemake.input.prompts, reward, PPOConfig(**snakemake.params.ppo),
+             out_policy=snakemake.output.policy, out_metrics=snakemake.output.metrics,
+             out_plot=snakemake.output.curves, checkpoint_dir=snakemake.params.checkpoints,
+             seed=snakemake.params.seed, device=device,
+             settings={"reward": snakemake.params.reward, "model": snakemake.input.model})
