@@ -114,7 +114,7 @@ def _token_losses(logits, ids, target_mask):
 
 @torch.no_grad()
 def spliced_losses(model, module: torch.nn.Module, sae, docs: list[list[int]], exclude: set[int] | None = None,
-                   mean_vector: torch.Tensor | None = None, batch_size: int = 8, pad_id: int = 0,
+                   mean_vector: torch.Tensor | None = None, batch_size: int = 32, pad_id: int = 0,
                    device: str = "cpu", max_tokens: int | None = None) -> dict:
     """CE and KL with the SAE's reconstruction spliced in at ``module``'s output.
 
@@ -146,6 +146,16 @@ def spliced_losses(model, module: torch.nn.Module, sae, docs: list[list[int]], e
         return replace_output(output, new)
 
     saes = sae if isinstance(sae, dict) else {None: sae}
+    if max_tokens:
+        # Only as many documents as the token budget needs, so they fill few, full batches: each
+        # batch costs 3 + len(saes) whole-model forwards however few tokens it scores.
+        kept, budget = [], 0
+        for d in docs:
+            if budget >= max_tokens:
+                break
+            kept.append(d)
+            budget += sum(1 for t in d[1:] if not exclude or t not in exclude)
+        docs = kept
     totals = {"clean": 0.0, "zero": 0.0, "mean": 0.0, **{("sae", k): 0.0 for k in saes},
               **{("kl", k): 0.0 for k in saes}}
     n = 0
