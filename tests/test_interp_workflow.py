@@ -1,14 +1,13 @@
 """The interpretation stage as Snakemake runs it, on a tiny model and a stand-in for the RL stage's outputs.
 
 The RL stage's artifacts (rl/{reward}/policy/ and rl/{reward}/eval.parquet) are written here
-by hand: a copy of the tiny model with block 1 perturbed, and a few eval rows. Snakemake
-treats files that no rule produces as sources.
+by hand after the rule's inputs: a copy of the tiny model with block 1 perturbed, and a few eval
+rows. Being newer than the rl rule's inputs, they count as up to date.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -40,6 +39,10 @@ def _workdir(path: Path, tiny_model_dir: Path) -> Path:
     from rlhf_lens.models import load_prepared
 
     (path / "config.yaml").write_text(yaml.safe_dump({**CONFIG, "model": {"name": "tiny", "spec": str(tiny_model_dir)}}))
+    # Build the RL stage's inputs first, so the stand-in outputs written next are newer and the
+    # rl rule has nothing to redo (--rerun-triggers mtime below: no metadata exists for them).
+    proc = snakemake("resources/models/tiny", "results/tiny/prompts/train.parquet", cwd=path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
     rl = path / "results/tiny/rl/utility"
     model, tok = load_prepared(tiny_model_dir)
     with torch.no_grad():
@@ -56,7 +59,7 @@ def _workdir(path: Path, tiny_model_dir: Path) -> Path:
 @pytest.fixture(scope="module")
 def interp_run(tmp_path_factory, tiny_model_dir):
     workdir = _workdir(tmp_path_factory.mktemp("interp"), tiny_model_dir)
-    proc = snakemake("results/tiny/features/utility/summary.parquet", cwd=workdir)
+    proc = snakemake("results/tiny/features/utility/summary.parquet", "--rerun-triggers", "mtime", cwd=workdir)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     return workdir
 
@@ -102,8 +105,8 @@ def test_features_summary(interp_run):
 
 def test_one_sae_by_path_builds_just_what_it_needs(tmp_path, tiny_model_dir):
     workdir = _workdir(tmp_path, tiny_model_dir)
-    shutil.copytree(tiny_model_dir, workdir / "resources/models/tiny")
-    proc = snakemake("results/tiny/sae/utility/rlhf/layer1/relu_2x", "--dry-run", cwd=workdir)
+    proc = snakemake("results/tiny/sae/utility/rlhf/layer1/relu_2x", "--dry-run", "--rerun-triggers", "mtime",
+                     cwd=workdir)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
     jobs = [line.split()[-1].rstrip(":") for line in out.splitlines() if line.startswith(("rule ", "checkpoint "))]
