@@ -16,6 +16,15 @@ from rlhf_lens.rl.train import RLRun, batch_indices
 from tiny_models import tiny_llama
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models gain nothing from threads; on a shared machine extra threads only wait on each other."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def test_gae_matches_hand_computation():
     gamma, lam = 0.9, 0.8
     r = torch.tensor([[1.0, 0.0, 2.0], [0.5, -1.0, 7.0]])
