@@ -153,3 +153,22 @@ def test_resume_after_interrupt_is_bit_identical(tokenizer, tmp_path):
     other = _run(tokenizer, tmp_path / "b", seed=1)
     other.resume()
     assert other.step == 0
+
+
+def test_schema_lists_every_ppo_setting_and_preset(repo_root):
+    import yaml
+
+    from rlhf_lens.rl.config import field_names
+
+    rl = yaml.safe_load((repo_root / "schemas/config.schema.yaml").read_text())["properties"]["rl"]["properties"]
+    assert list(rl["ppo"]["properties"]) == field_names()
+    assert rl["preset"]["enum"] == list(PRESETS)
+
+
+def test_context_too_short_fails_before_training(tokenizer):
+    from rlhf_lens.rl.text import RLInputError
+
+    cfg = PPOConfig(query_max_tokens=500, response_max_tokens=100)  # tiny_llama has 512 positions
+    with pytest.raises(RLInputError, match="rl.ppo.query_max_tokens.*exceed the model's context of 512"):
+        RLRun(tiny_llama(len(tokenizer), hidden=16), tiny_llama(len(tokenizer), hidden=16), tokenizer,
+              UtilityTableReward({}), ["a prompt"], cfg)

@@ -68,3 +68,11 @@ def test_unknown_reward_target_is_refused(rl_run):
     proc = snakemake("results/tiny/rl/nosuch/metrics.parquet", "--configfile", "config.yaml", "--dry-run",
                      cwd=rl_run)
     assert proc.returncode != 0
+
+
+def test_default_dag_has_rl_and_rl_eval(tmp_path, repo_root):
+    proc = snakemake("--configfile", str(repo_root / "config.yaml"), "--dry-run", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout + proc.stderr
+    assert "rule rl:" in out and "rule rl_eval:" in out
+    assert "results/default/rl/utility/eval_summary.json" in out
