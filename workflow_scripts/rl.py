@@ -18,4 +18,6 @@ train_policy(snakemake.input.model, snakemake.input.prompts, reward, PPOConfig(*
              out_policy=snakemake.output.policy, out_metrics=snakemake.output.metrics,
              out_plot=snakemake.output.curves, checkpoint_dir=snakemake.params.checkpoints,
              seed=snakemake.params.seed, device=device,
-             settings={"reward": snakemake.params.reward, "model": snakemake.input.model})
+             # what else changes the result: a rerun with other settings must not resume these checkpoints
+             settings={"reward": snakemake.params.reward, "model": snakemake.config["model"],
+                       "prompts": snakemake.config["prompts"]})
