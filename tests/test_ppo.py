@@ -16,6 +16,15 @@ from rlhf_lens.rl.train import RLRun, batch_indices
 from tiny_models import tiny_llama
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models gain nothing from threads; on a shared machine extra threads only wait on each other."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def test_gae_matches_hand_computation():
     gamma, lam = 0.9, 0.8
     r = torch.tensor([[1.0, 0.0, 2.0], [0.5, -1.0, 7.0]])
@@ -144,3 +153,22 @@ def test_resume_after_interrupt_is_bit_identical(tokenizer, tmp_path):
     other = _run(tokenizer, tmp_path / "b", seed=1)
     other.resume()
     assert other.step == 0
+
+
+def test_schema_lists_every_ppo_setting_and_preset(repo_root):
+    import yaml
+
+    from rlhf_lens.rl.config import field_names
+
+    rl = yaml.safe_load((repo_root / "schemas/config.schema.yaml").read_text())["properties"]["rl"]["properties"]
+    assert list(rl["ppo"]["properties"]) == field_names()
+    assert rl["preset"]["enum"] == list(PRESETS)
+
+
+def test_context_too_short_fails_before_training(tokenizer):
+    from rlhf_lens.rl.text import RLInputError
+
+    cfg = PPOConfig(query_max_tokens=500, response_max_tokens=100)  # tiny_llama has 512 positions
+    with pytest.raises(RLInputError, match="rl.ppo.query_max_tokens.*exceed the model's context of 512"):
+        RLRun(tiny_llama(len(tokenizer), hidden=16), tiny_llama(len(tokenizer), hidden=16), tokenizer,
+              UtilityTableReward({}), ["a prompt"], cfg)

@@ -39,7 +39,11 @@ def tiny_run(tmp_path_factory, tiny_model_dir):
     """A real run of the workflow on the tiny model, in its own working directory."""
     workdir = tmp_path_factory.mktemp("workflow")
     config = {"run": "tiny", "model": {"name": "tiny", "spec": str(tiny_model_dir)},
-              "prompts": {"max_texts": 40}}
+              "prompts": {"max_texts": 40},
+              # the RL stage at its smallest: its own test (test_workflow_rl.py) exercises it
+              "rl": {"ppo": {"steps": 1, "batch_size": 2, "mini_batch_size": 2, "response_min_tokens": 2,
+                             "response_max_tokens": 2},
+                     "eval": {"prompts": 2, "samples_per_prompt": 1, "bootstrap": 100}}}
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     proc = snakemake("--configfile", "config.yaml", cwd=workdir)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

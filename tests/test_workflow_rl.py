@@ -54,7 +54,7 @@ def test_rerun_after_kill_resumes_from_checkpoint(rl_run):
     # what Snakemake leaves after killing the job at step 2: outputs gone, checkpoints kept
     for path in ("metrics.parquet", "curves.png"):
         (out / path).unlink()
-    proc = snakemake("--configfile", "config.yaml", "results/tiny/rl/utility/metrics.parquet",
+    proc = snakemake("results/tiny/rl/utility/metrics.parquet", "--configfile", "config.yaml",
                      "--rerun-triggers", "mtime", cwd=rl_run)
     assert proc.returncode == 0, proc.stderr[-3000:]
     log = (rl_run / "logs/tiny/rl/utility.log").read_text()
@@ -65,6 +65,14 @@ def test_rerun_after_kill_resumes_from_checkpoint(rl_run):
 
 
 def test_unknown_reward_target_is_refused(rl_run):
-    proc = snakemake("--configfile", "config.yaml", "results/tiny/rl/nosuch/metrics.parquet", "--dry-run",
+    proc = snakemake("results/tiny/rl/nosuch/metrics.parquet", "--configfile", "config.yaml", "--dry-run",
                      cwd=rl_run)
     assert proc.returncode != 0
+
+
+def test_default_dag_has_rl_and_rl_eval(tmp_path, repo_root):
+    proc = snakemake("--configfile", str(repo_root / "config.yaml"), "--dry-run", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout + proc.stderr
+    assert "rule rl:" in out and "rule rl_eval:" in out
+    assert "results/default/rl/utility/eval_summary.json" in out

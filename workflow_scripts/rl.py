@@ -6,7 +6,10 @@ from rlhf_lens.rewards import build_reward
 from rlhf_lens.rl.config import PPOConfig
 from rlhf_lens.rl.train import train_policy
 
+import torch
+
 setup_logging(snakemake.log[0])
+torch.set_num_threads(snakemake.threads)  # the threads the rule declared, not every core of the node
 device = pick_device(snakemake.config["device"])
 name = snakemake.wildcards.reward
 reward = build_reward(name, {name: snakemake.params.reward}, device=device,
@@ -15,4 +18,6 @@ train_policy(snakemake.input.model, snakemake.input.prompts, reward, PPOConfig(*
              out_policy=snakemake.output.policy, out_metrics=snakemake.output.metrics,
              out_plot=snakemake.output.curves, checkpoint_dir=snakemake.params.checkpoints,
              seed=snakemake.params.seed, device=device,
-             settings={"reward": snakemake.params.reward, "model": snakemake.input.model})
+             # what else changes the result: a rerun with other settings must not resume these checkpoints
+             settings={"reward": snakemake.params.reward, "model": snakemake.config["model"],
+                       "prompts": snakemake.config["prompts"]})

@@ -6,7 +6,10 @@ from rlhf_lens.rewards import build_reward
 from rlhf_lens.rl.config import EvalConfig, PPOConfig
 from rlhf_lens.rl.evaluate import evaluate_policy
 
+import torch
+
 setup_logging(snakemake.log[0])
+torch.set_num_threads(snakemake.threads)  # the threads the rule declared, not every core of the node
 device = pick_device(snakemake.config["device"])
 name = snakemake.wildcards.reward
 reward = build_reward(name, {name: snakemake.params.reward}, device=device,

@@ -22,7 +22,7 @@ from ..atomic import write_json, write_parquet
 from ..models import load_prepared
 from ..rewards import Reward
 from .config import EvalConfig, PPOConfig
-from .ppo import PPOTrainer, pad_batch, response_logprobs
+from .ppo import pad_batch, response_logprobs, sample_responses
 from .text import check_context, decode_with_spans, tokenize_prompts
 from .train import read_prompts
 
@@ -43,17 +43,15 @@ def bootstrap_ci(per_unit: np.ndarray, n_boot: int = 2000, seed: int = 0, level:
 def sample_and_score(model, scorer_models: dict, tokenizer, reward: Reward, queries, ppo: PPOConfig,
                      samples: int, batch_size: int, device: str, desc: str) -> pd.DataFrame:
     """Sample ``samples`` responses per query from ``model``; score them; log-probs under ``scorer_models``."""
-    trainer = PPOTrainer.__new__(PPOTrainer)  # only its sampling: no optimiser or value head needed
-    trainer.policy, trainer.config, trainer.device = model, ppo, device
-    trainer.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    trainer.eos_id = tokenizer.eos_token_id
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     jobs = [(p, s) for p in range(len(queries)) for s in range(samples)]
     rows = []
     for start in tqdm(range(0, len(jobs), batch_size), desc=desc, mininterval=5):
         chunk = jobs[start:start + batch_size]
         qs = [queries[p] for p, _ in chunk]
-        responses = trainer.generate(qs, ppo.response_max_tokens)
-        batch = pad_batch(qs, responses, trainer.pad_id, device)
+        responses = sample_responses(model, qs, ppo.response_max_tokens, pad_id=pad_id, eos_id=tokenizer.eos_token_id,
+                                     temperature=ppo.temperature, stop_at_eos=ppo.stop_at_eos, device=device)
+        batch = pad_batch(qs, responses, pad_id, device)
         logps = {name: (response_logprobs(m, None, batch)[0] * batch.mask).sum(1).cpu()
                  for name, m in scorer_models.items()}
         prompts = [tokenizer.decode(q, skip_special_tokens=True) for q in qs]

@@ -114,6 +114,36 @@ def set_rng_state(state: dict) -> None:
     random.setstate((py[0], tuple(py[1]), py[2]))
 
 
+@torch.no_grad()
+def sample_responses(model, queries: Sequence[torch.Tensor], length: int, *, pad_id: int, eos_id: int | None,
+                     temperature: float = 1.0, stop_at_eos: bool = True, device: str = "cpu") -> list[torch.Tensor]:
+    """Sample ``length`` tokens after each query (1-D long tensors) from ``model``, top-k off, top-p 1.
+
+    Returns each response's ids, cut after the first end-of-sequence token when ``stop_at_eos``
+    (otherwise EOS is never sampled and every response has ``length`` tokens). Draws from torch's
+    global RNG, so a seeded run (and a resumed one) samples the same tokens.
+    """
+    from transformers import GenerationConfig
+
+    batch = pad_batch(queries, [q[:0] for q in queries], pad_id, device)
+    Q = batch.query_len
+    gen = GenerationConfig(do_sample=True, top_k=0, top_p=1.0, temperature=temperature, max_new_tokens=length,
+                           min_new_tokens=0 if stop_at_eos else length, pad_token_id=pad_id, eos_token_id=eos_id)
+    was_training = model.training
+    model.eval()
+    out = model.generate(input_ids=batch.input_ids[:, :Q], attention_mask=batch.attention_mask[:, :Q],
+                         generation_config=gen)
+    model.train(was_training)
+    responses = []
+    for row in out[:, Q:].cpu():
+        if stop_at_eos and eos_id is not None:
+            hits = (row == eos_id).nonzero()
+            if len(hits):
+                row = row[:int(hits[0]) + 1]
+        responses.append(row[:length].clone())
+    return responses
+
+
 class PPOTrainer:
     """Holds policy, value head, reference model, optimiser and KL controller; ``step`` does one PPO update.
 
@@ -137,34 +167,11 @@ class PPOTrainer:
 
     # ------------------------------------------------------------------ sampling
 
-    @torch.no_grad()
-    def generate(self, queries: Sequence[torch.Tensor], length: int, model=None) -> list[torch.Tensor]:
-        """Sample ``length`` tokens after each query (1-D long tensors) from ``model`` (default: the policy).
-
-        Returns each response's ids, cut after the first end-of-sequence token when stop_at_eos.
-        Draws from torch's global RNG, so a seeded run (and a resumed one) samples the same tokens.
-        """
-        from transformers import GenerationConfig
-
-        model = model if model is not None else self.policy
-        batch = pad_batch(queries, [q[:0] for q in queries], self.pad_id, self.device)
-        Q = batch.query_len
-        gen = GenerationConfig(do_sample=True, top_k=0, top_p=1.0, temperature=self.config.temperature,
-                               max_new_tokens=length, min_new_tokens=0 if self.config.stop_at_eos else length,
-                               pad_token_id=self.pad_id, eos_token_id=self.eos_id)
-        was_training = model.training
-        model.eval()
-        out = model.generate(input_ids=batch.input_ids[:, :Q], attention_mask=batch.attention_mask[:, :Q],
-                             generation_config=gen)
-        model.train(was_training)
-        responses = []
-        for row in out[:, Q:].cpu():
-            if self.config.stop_at_eos and self.eos_id is not None:
-                hits = (row == self.eos_id).nonzero()
-                if len(hits):
-                    row = row[:int(hits[0]) + 1]
-            responses.append(row[:length].clone())
-        return responses
+    def generate(self, queries: Sequence[torch.Tensor], length: int) -> list[torch.Tensor]:
+        """Sample ``length`` tokens after each query from the policy (see ``sample_responses``)."""
+        return sample_responses(self.policy, queries, length, pad_id=self.pad_id, eos_id=self.eos_id,
+                                temperature=self.config.temperature, stop_at_eos=self.config.stop_at_eos,
+                                device=self.device)
 
     # ------------------------------------------------------------------ one PPO step
 
