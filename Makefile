@@ -38,17 +38,7 @@ test: setup
 lint: setup
 	$(BIN)/snakemake --lint
 
-dry# llama.cpp's OpenAI-compatible server for the autointerp client's tests: pip compiles
-# llama.cpp (about 5 min on 2 cores), so it gets its own environment.
-LLAMA_VENV := .venv-llama
-llama-server: $(LLAMA_VENV)/.installed
-
-$(LLAMA_VENV)/.installed:
-	test -x $(LLAMA_VENV)/bin/python || $(PYTHON) -m venv $(LLAMA_VENV)
-	CMAKE_BUILD_PARALLEL_LEVEL=$(CORES) $(LLAMA_VENV)/bin/python -m pip install -q "llama-cpp-python[server]==0.3.36"
-	touch $@
-
-run: setup
+dryrun: setup
 	$(BIN)/snakemake --profile profiles/default --dry-run
 
 clean:
