@@ -4,7 +4,7 @@ The cluster tests need the test cluster of ``tests/cluster/start_slurm.sh`` (roo
 starts it when the machine allows) and skip, saying why, when it is not up. They never submit
 to another cluster: a real cluster's partitions and GPUs are not the test cluster's.
 
-One module-scoped fixture runs the workflow's default targets twice on the tiny test config:
+One module-scoped fixture runs the first stage's targets twice on the tiny test config:
 locally, and through ``--profile profiles/slurm --profile tests/cluster/profile`` (the real
 profile plus test-only settings: partition debug, status via squeue; the exact command of
 docs/cluster.md). Every snakemake call is wrapped in ``timeout -k``, since the executor plugin
@@ -116,6 +116,11 @@ def parse_run(text: str) -> tuple[dict[int, RuleJob], tuple[Submission, ...]]:
     return rule_jobs, subs
 
 
+# The first stage's artifacts: a GPU-declaring rule (prepare_model) and a CPU one (prompts). Later
+# stages add dozens of jobs at ~10 s of sbatch/polling each, so they are left to the local tests.
+TARGETS = ["resources/models/tiny", "results/tiny/prompts/train.parquet", "results/tiny/prompts/eval.parquet"]
+
+
 def tiny_config(model_dir: Path) -> dict:
     """The tiny test config; the lead extends it as stages land (keep it small: each job costs ~10 s)."""
     return {
@@ -146,9 +151,9 @@ def cluster_run(request, tmp_path_factory) -> ClusterRun:
     with out_file.open("w") as out:
         proc = subprocess.Popen(
             snakemake_cmd("--profile", str(SLURM_PROFILE), "--profile", str(TEST_OVERLAY),
-                          "--workflow-profile", "none", "--configfile", "config.yaml"),
+                          "--workflow-profile", "none", *TARGETS, "--configfile", "config.yaml"),
             cwd=cluster, stdout=out, stderr=subprocess.STDOUT, text=True)
-        local_proc = subprocess.run(snakemake_cmd("--cores", "2", "--configfile", "config.yaml"), cwd=local,
+        local_proc = subprocess.run(snakemake_cmd("--cores", "2", *TARGETS, "--configfile", "config.yaml"), cwd=local,
                                     capture_output=True, text=True, timeout=RUN_TIMEOUT_S + 30)
         returncode = proc.wait(timeout=RUN_TIMEOUT_S + 30)
     seconds = time.monotonic() - start
