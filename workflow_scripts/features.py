@@ -1,13 +1,10 @@
 """Rule features: the SAEs of one (role, layer) + its activation store -> matches table, summary, histograms."""
 
-import torch
-
 from rlhf_lens.config import features_config, sae_config
 from rlhf_lens.features import features_stage
-from rlhf_lens.logs import setup_logging
+from rlhf_lens.jobs import start_job
 
-setup_logging(snakemake.log[0])
-torch.set_num_threads(snakemake.threads)
+start_job(snakemake.log[0], snakemake.threads)
 sae = sae_config({"sae": snakemake.params.sae})
 feat = features_config({"features": snakemake.params.features})
 features_stage(dict(zip(snakemake.params.names, snakemake.input.saes)), snakemake.input.store,

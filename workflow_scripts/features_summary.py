@@ -1,9 +1,9 @@
 """Rule features_summary: every (role, layer) summary of one reward -> one table."""
 
 from rlhf_lens.features import summarise
-from rlhf_lens.logs import setup_logging
+from rlhf_lens.jobs import start_job
 
-setup_logging(snakemake.log[0])
+start_job(snakemake.log[0])
 paths = {}
 for key, path in snakemake.input.items():
     role, layer = key.rsplit("_", 1)

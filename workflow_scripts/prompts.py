@@ -2,8 +2,8 @@
 
 from rlhf_lens.config import PromptsConfig
 from rlhf_lens.data import make_prompt_splits
-from rlhf_lens.logs import setup_logging
+from rlhf_lens.jobs import start_job
 
-setup_logging(snakemake.log[0])
+start_job(snakemake.log[0])
 make_prompt_splits(PromptsConfig(**snakemake.params.prompts), snakemake.params.seed,
                    snakemake.output.train, snakemake.output.eval)

@@ -1,0 +1,19 @@
+"""What every rule script does first, in one place."""
+
+from __future__ import annotations
+
+import os
+
+from .devices import pick_device
+from .logs import setup_logging
+
+
+def start_job(log_file: str | os.PathLike, threads: int | None = None, device: str | None = None) -> str | None:
+    """Log to the rule's log file (and stderr); use the threads the rule declared, not every core
+    of the node; pick the torch device for ``device`` (auto, cpu, cuda...) and return it, if given."""
+    setup_logging(log_file)
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    return pick_device(device) if device is not None else None
