@@ -18,6 +18,7 @@ include: "rules/common.smk"
 include: "rules/prepare.smk"
 include: "rules/rl.smk"
 include: "rules/interp.smk"
+include: "rules/autointerp.smk"
 
 
 wildcard_constraints:

@@ -97,6 +97,17 @@ BAD_CONFIGS = {
                                       ["'sae.baseline_seeds'", "other than the run's seed (3)"]),
     "negative l1": ({"sae": {"l1": -1}}, ["'sae.l1'", "> 0"]),
     "zero top_k": ({"features": {"top_k": 0}}, ["'features.top_k'", ">= 1"]),
+    "unknown LLM backend": ({"autointerp": {"backend": "anthropic"}},
+                            ["'autointerp.backend'", "'anthropic'", "one of: local, openai"]),
+    "endpoint without URL": ({"autointerp": {"backend": "openai", "model": "gpt-x"}},
+                             ["'autointerp.base_url'", "when autointerp.backend is openai"]),
+    "API key variable unset": ({"autointerp": {"backend": "openai", "model": "m", "base_url": "http://127.0.0.1:9/v1",
+                                               "api_key_env": "RLHF_LENS_TEST_UNSET_KEY"}},
+                               ["'autointerp.api_key_env'", "'RLHF_LENS_TEST_UNSET_KEY'", "not set"]),
+    "API key in the variable's place": ({"autointerp": {"api_key_env": "sk-abc123"}}, ["'autointerp.api_key_env'"]),
+    "missing local explainer": ({"autointerp": {"model": "/no/model"}}, ["'autointerp.model'", "/no/model"]),
+    "autointerp kind not trained": ({"autointerp": {"kind": "topk"}}, ["'autointerp.kind'", "sae.kinds"]),
+    "tiny scoring bootstrap": ({"scoring": {"bootstrap": 5}}, ["'scoring.bootstrap'", ">= 100"]),
 }
 
 

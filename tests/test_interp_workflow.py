@@ -26,6 +26,8 @@ CONFIG = {
     "activations": {"max_tokens": 300, "batch_size": 8, "shard_tokens": 128},
     "sae": {"kinds": ["relu"], "sizes": [1, 2], "k": 4, "epochs": 1, "batch_size": 64, "ce_eval_tokens": 32},
     "features": {"top_k": 3, "bootstrap": 50},
+    "autointerp": {"random_features": 1, "explain_max_tokens": 12, "cache_dir": "llm_cache",
+                   "examples": {"n_top": 4, "n_quantiles": 2, "per_quantile": 2, "n_random": 2}},
 }
 
 
@@ -59,7 +61,9 @@ def _workdir(path: Path, tiny_model_dir: Path) -> Path:
 @pytest.fixture(scope="module")
 def interp_run(tmp_path_factory, tiny_model_dir):
     workdir = _workdir(tmp_path_factory.mktemp("interp"), tiny_model_dir)
-    proc = snakemake("results/tiny/features/utility/summary.parquet", "--rerun-triggers", "mtime", cwd=workdir)
+    proc = snakemake("results/tiny/features/utility/summary.parquet",
+                     *[f"results/tiny/autointerp/utility/{role}/layer1.parquet" for role in ("base", "rlhf")],
+                     "--rerun-triggers", "mtime", cwd=workdir)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     return workdir
 
@@ -101,6 +105,31 @@ def test_features_summary(interp_run):
     assert summary["baseline_1x_vs_seed1_mmcs"].between(-1, 1).all()
     table = pd.read_parquet(interp_run / "results/tiny/features/utility/rlhf/layer1.parquet")
     assert table.groupby(["kind", "direction"])["top_k"].sum().eq(3).all()
+
+
+def test_autointerp_tables(interp_run):
+    from rlhf_lens.autointerp.stage import OUTPUT_COLUMNS
+
+    for role in ("base", "rlhf"):
+        table = pd.read_parquet(interp_run / f"results/tiny/autointerp/utility/{role}/layer1.parquet")
+        assert list(table.columns) == OUTPUT_COLUMNS
+        matches = pd.read_parquet(interp_run / f"results/tiny/features/utility/{role}/layer1.parquet")
+        top = matches[(matches["direction"] == "small_to_large") & matches["top_k"]]
+        # The top-k matched features are explained, plus one random live feature outside them.
+        assert sorted(table.loc[table["selected"], "feature"]) == sorted(top["feature"])
+        assert (~table["selected"]).sum() == 1 and not table.loc[~table["selected"], "feature"].isin(top["feature"]).any()
+        assert set(table["status"]) <= {"ok", "failed"}
+        assert (table.loc[table["status"] == "failed", "reason"] != "").all()
+        assert (table["role"] == role).all() and (table["dictionary"] == "relu_1x").all()
+        for row in table.itertuples():
+            examples = json.loads(row.examples)
+            # A dead feature is still listed, marked failed; a live one has windows to explain.
+            assert bool(examples["explain"]) == (row.n_active > 0)
+            assert row.n_active > 0 or (row.status == "failed" and "never fired" in row.reason)
+            assert all(len(w["tokens"]) == len(w["activations"]) for w in examples["score"])
+            assert len(json.loads(row.histogram)["edges"]) == (21 if row.n_active else 0)
+    # Every LLM answer went to the cache: a forced rerun of one job makes no new call.
+    assert any((interp_run / "llm_cache").rglob("*.json"))
 
 
 def test_one_sae_by_path_builds_just_what_it_needs(tmp_path, tiny_model_dir):

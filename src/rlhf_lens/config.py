@@ -193,6 +193,25 @@ def _interp_problems(config: dict) -> list[str]:
     return problems
 
 
+def _autointerp_problems(config: dict) -> list[str]:
+    problems, ai = [], config["autointerp"]
+    if ai["backend"] == "openai":
+        for key in ("base_url", "model"):
+            if not ai[key]:
+                problems.append(f"key 'autointerp.{key}' is not set: expected a value when autointerp.backend is openai")
+        env = ai["api_key_env"]
+        if env and not os.environ.get(env):
+            problems.append(f"key 'autointerp.api_key_env' names the environment variable {env!r}, which is not set "
+                            f"or empty: export it before running, or set api_key_env: null for an endpoint without keys")
+    elif ai["model"] and not Path(ai["model"]).expanduser().is_dir():
+        problems.append(f"key 'autointerp.model' has value {ai['model']!r}: expected a prepared model folder "
+                        f"(or null for the run's base model) when autointerp.backend is local")
+    if ai["kind"] and ai["kind"] not in config["sae"]["kinds"]:
+        problems.append(f"key 'autointerp.kind' has value {ai['kind']!r}: expected one of sae.kinds "
+                        f"{config['sae']['kinds']} (or null)")
+    return problems
+
+
 def _rl_problems(rl: dict) -> list[str]:
     from .rl.config import ppo_config
 
@@ -209,6 +228,7 @@ def _semantic_problems(config: dict) -> list[str]:
     problems += _reward_problems(config["rewards"])
     problems += _interp_problems(config)
     problems += _rl_problems(config["rl"])
+    problems += _autointerp_problems(config)
     return problems
 
 
@@ -351,3 +371,14 @@ def sae_config(config: dict):
 
 def features_config(config: dict) -> FeaturesConfig:
     return _pick(FeaturesConfig, config["features"])
+
+
+def autointerp_settings(config: dict):
+    """(AutointerpConfig, ExampleConfig, ScoringConfig) of ``autointerp:``; kind defaults to the first SAE kind."""
+    from .autointerp.examples import ExampleConfig
+    from .autointerp.pipeline import ScoringConfig
+    from .autointerp.stage import AutointerpConfig
+
+    ai = dict(config["autointerp"])
+    ai["kind"] = ai["kind"] or config["sae"]["kinds"][0]
+    return _pick(AutointerpConfig, ai), _pick(ExampleConfig, ai["examples"]), _pick(ScoringConfig, ai)

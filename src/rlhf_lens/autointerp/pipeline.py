@@ -33,7 +33,8 @@ def _nan_to_none(x: float) -> float | None:
 
 
 def explain_and_score(llm: ChatLLM, examples: FeatureExamples, cfg: ScoringConfig) -> dict:
-    """One result row: explanation, simulation score overall and per kind, detection AUROC, status.
+    """One result row: explanation, simulation score overall and per kind, detection AUROC, status,
+    and ``predicted``: the simulated activations (0-10) of each scoring window.
 
     Scores are None where undefined (constant predictions, no windows of a kind).
     """
@@ -41,7 +42,7 @@ def explain_and_score(llm: ChatLLM, examples: FeatureExamples, cfg: ScoringConfi
                  "n_active": examples.n_active, "rare": examples.rare, "n_explain": len(examples.explain),
                  "n_score": len(examples.score), "explanation": None, "score": None, "score_top": None,
                  "score_quantile": None, "detection_auroc": None, "status": "ok", "reason": "",
-                 "prompt_tokens": 0, "completion_tokens": 0}
+                 "prompt_tokens": 0, "completion_tokens": 0, "predicted": None}
     if not examples.explain:
         row.update(status="failed", reason="the feature never fired on the corpus")
         return row
@@ -62,6 +63,7 @@ def explain_and_score(llm: ChatLLM, examples: FeatureExamples, cfg: ScoringConfi
     except (LLMError, ExplanationParseError) as exc:
         row.update(status="failed", reason=f"{type(exc).__name__}: {exc}")
         return row
+    row["predicted"] = predicted
     scale = examples.max_activation or 1.0
     true = [[10 * a / scale for a in w.activations] for w in examples.score]
     row["score"] = _nan_to_none(correlation_score(true, predicted))
