@@ -3,18 +3,6 @@
 # (snakemake --forcerun autointerp) repeats only the calls that failed.
 
 
-def small_dictionary():
-    """Folder name of the explained dictionary: the small size of autointerp.kind (default: the first kind)."""
-    kind = config["autointerp"]["kind"] or config["sae"]["kinds"][0]
-    return f"{kind}_{min(config['sae']['sizes'])}x"
-
-
-def autointerp_llm_inputs(wildcards):
-    """A local explainer that is the base model needs it prepared first; an endpoint needs nothing."""
-    ai = config["autointerp"]
-    return [model_dir()] if ai["backend"] == "local" and not ai["model"] else []
-
-
 rule autointerp:
     """Top-k matched features (and a few random ones) of one (role, layer): examples, explanation, simulation score."""
     input:
@@ -38,11 +26,3 @@ rule autointerp:
         "../envs/rlhf_lens.yaml"
     script:
         "../workflow_scripts/autointerp.py"
-
-
-def autointerp_tables(wildcards):
-    return [
-        f"results/{wildcards.run}/autointerp/{wildcards.reward}/{role}/layer{layer}.parquet"
-        for role in ROLES
-        for layer in selected_layers(wildcards)
-    ]

@@ -1,4 +1,5 @@
-# Helpers of the interpretation stage (rules/interp.smk): paths by role, the layers divergence chose.
+# Helpers of the interpretation and autointerp stages (rules/interp.smk, rules/autointerp.smk): paths by
+# role, the layers divergence chose, the explained dictionary.
 
 import json
 
@@ -39,3 +40,23 @@ def feature_summaries(wildcards):
         for role in ROLES
         for layer in selected_layers(wildcards)
     }
+
+
+def small_dictionary():
+    """Folder name of the explained dictionary: the small size of autointerp.kind (default: the first kind)."""
+    kind = config["autointerp"]["kind"] or config["sae"]["kinds"][0]
+    return f"{kind}_{min(config['sae']['sizes'])}x"
+
+
+def autointerp_llm_inputs(wildcards):
+    """A local explainer that is the base model needs it prepared first; an endpoint needs nothing."""
+    ai = config["autointerp"]
+    return [model_dir()] if ai["backend"] == "local" and not ai["model"] else []
+
+
+def autointerp_tables(wildcards):
+    return [
+        f"results/{wildcards.run}/autointerp/{wildcards.reward}/{role}/layer{layer}.parquet"
+        for role in ROLES
+        for layer in selected_layers(wildcards)
+    ]
