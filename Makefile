@@ -31,6 +31,7 @@ $(LLAMA_VENV)/.installed:
 
 run: setup
 	$(BIN)/snakemake --profile profiles/default --cores $(CORES)
+	$(BIN)/snakemake --profile profiles/default --report results/default/report.html
 
 test: setup
 	$(BIN)/python -m pytest

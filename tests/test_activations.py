@@ -42,6 +42,9 @@ def test_store_matches_a_plain_forward_and_skips_special_tokens(tmp_path, tiny):
         # hidden_states[1] is the residual stream after block 0.
         assert torch.allclose(x[mine.to_numpy()], hidden[1][0, positions], atol=1e-5)
         assert [ids[p] for p in positions] == [t for t in ids if t not in special]
+    # Token texts read as the document does ("Ġ"-style vocabulary pieces would not).
+    first = "".join(rows.loc[rows["doc_id"] == 0, "token_text"])
+    assert first == TEXTS[0]
 
 
 def test_mlp_out_is_the_mlp_module_output(tmp_path, tiny):

@@ -271,7 +271,9 @@ def extract_activations(model, tokenizer, texts: list[str], layers: list[int], o
         raise ActivationStoreError("the corpus has no text with a non-special token")
     special = np.array(sorted(set(tokenizer.all_special_ids)), dtype=np.int64)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    # Each token's text as it reads in the document (" great", not the vocabulary piece "Ġgreat"), so
+    # a document's token texts concatenate back to its text, for explainers and the utility scores.
+    vocab = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
     # Sorting by length keeps padding small; doc ids stay the corpus order.
     order = sorted(range(len(docs)), key=lambda i: len(docs[i]))
     n_tokens = 0
