@@ -1,0 +1,92 @@
+"""Report plots where a picture reads faster than a table (matplotlib Agg, written atomically)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+
+from ..atomic import atomic_file
+from .summary import MEASURES, role_points
+from .tables import mmcs_vs_noise_floor
+from .wording import is_number, valid_ci
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path) -> None:
+    plt = _pyplot()
+    fig.tight_layout()
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+def _errors(values, lows, highs) -> np.ndarray:
+    """(2, n) error-bar lengths; 0 where a bound is missing."""
+    v, lo, hi = (np.asarray(pd.to_numeric(pd.Series(x)), dtype=float) for x in (values, lows, highs))
+    return np.nan_to_num(np.stack([v - lo, hi - v]), nan=0.0)
+
+
+def plot_mmcs_vs_baseline(features_summary: pd.DataFrame, out_png: str | os.PathLike) -> None:
+    """Small -> large MMCS per (role, layer, kind) with its CI, next to the seed-vs-seed noise floor."""
+    plt = _pyplot()
+    table = mmcs_vs_noise_floor(features_summary)
+    x = np.arange(len(table))
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.6 * len(table) + 2), 3.2))
+    ax.errorbar(x - 0.1, table["mmcs_small_to_large"].astype(float),
+                yerr=_errors(table["mmcs_small_to_large"], table["mmcs_ci_low"], table["mmcs_ci_high"]),
+                fmt="o", color="tab:blue", capsize=3, label="MMCS small→large")
+    ax.errorbar(x + 0.1, pd.to_numeric(table["baseline_mmcs"]),
+                yerr=_errors(table["baseline_mmcs"], table["baseline_ci_low"], table["baseline_ci_high"]),
+                fmt="s", color="tab:gray", capsize=3, label="seed-vs-seed baseline")
+    ax.set_xticks(x, [f"{r.role}\nL{r.layer}" + (f"\n{r.kind}" if table["kind"].nunique() > 1 else "")
+                      for r in table.itertuples()], fontsize=8)
+    ax.set_ylabel("mean max cosine")
+    ax.set_ylim(min(0.0, ax.get_ylim()[0]), 1.02)
+    ax.set_title("dictionary agreement vs its noise floor (bars: CIs)")
+    ax.legend(fontsize=8)
+    _save(fig, out_png)
+
+
+def _tick(label: str, r: dict) -> str:
+    """Axis label with the feature counts (a sum over features grows with their number)."""
+    n, r_n = r.get("n_features"), (r.get("random_baseline") or {}).get("n_features")
+    return label + (f"\nn={n}" if n is not None else "") + (f", random n={r_n}" if r_n is not None else "")
+
+
+def plot_utilities(stats: dict, out_png: str | os.PathLike) -> None:
+    """One panel per scoring measure: base and RLHF with CIs, each beside its random baseline."""
+    plt = _pyplot()
+    keys = [k for k in MEASURES if stats.get(k)]
+    fig, axes = plt.subplots(1, max(len(keys), 1), figsize=(3.6 * max(len(keys), 1), 3.2), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        s = stats[key]
+        for i, role in enumerate(("base", "rlhf")):
+            for dx, (v, ci), style in zip((-0.12, 0.12), role_points(key, s.get(role) or {}),
+                                          (dict(fmt="o", color="tab:blue"),
+                                           dict(fmt="s", color="tab:gray", mfc="none"))):
+                if is_number(v):
+                    err = [[v - ci[0]], [ci[1] - v]] if valid_ci(ci) else None
+                    ax.errorbar([i + dx], [v], yerr=err, capsize=3, **style)
+        ax.plot([], [], "o", color="tab:blue", label="explained features")
+        ax.plot([], [], "s", color="tab:gray", mfc="none", label="random features")
+        diff = s.get("difference") or {}
+        p = diff.get("p_value")
+        ax.set_title(f"{MEASURES[key]}\nRLHF − base p = {p:.2g}" if is_number(p) else MEASURES[key], fontsize=9)
+        ax.set_xticks([0, 1], [_tick(label, s.get(role) or {}) for label, role in (("base", "base"), ("RLHF", "rlhf"))],
+                      fontsize=8)
+        ax.set_xlim(-0.5, 1.5)
+        ax.legend(fontsize=7)
+    if not keys:
+        axes[0][0].text(0.5, 0.5, "no scoring statistics", ha="center", va="center")
+        axes[0][0].set_axis_off()
+    _save(fig, out_png)
