@@ -27,13 +27,13 @@ from .prompts import Window
 class ExampleConfig:
     """How many windows of which kind (``autointerp.examples`` in config.yaml)."""
 
-    n_top: int = 10
+    n_top: int = 8
     """Top-activating windows; alternately explanation / scoring."""
-    n_quantiles: int = 4
+    n_quantiles: int = 3
     """Quantile bins of the activating tokens."""
     per_quantile: int = 2
     """Windows per quantile bin; half explanation, half scoring."""
-    n_random: int = 5
+    n_random: int = 3
     """Non-activating windows for scoring and detection."""
     before: int = 12
     """Tokens of context before the centre token."""

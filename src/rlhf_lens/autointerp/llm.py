@@ -84,6 +84,8 @@ class LocalChatLLM:
             out = self.model.generate(
                 ids, max_new_tokens=max_tokens, do_sample=temperature > 0,
                 temperature=temperature if temperature > 0 else None, top_p=None, top_k=None,
+                # Small models fall into loops ("the story of the story of ..."); repeating a 4-gram is barred.
+                no_repeat_ngram_size=4,
                 output_logits=top_logprobs > 0, return_dict_in_generate=True,
                 pad_token_id=self.tokenizer.pad_token_id,
             )

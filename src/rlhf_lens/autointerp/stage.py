@@ -50,9 +50,9 @@ class AutointerpConfig:
     """openai only: seconds per request before it counts as failed."""
     max_retries: int = 3
     """openai only: retries (exponential backoff) before a feature is marked failed."""
-    features_per_layer: int | None = None
+    features_per_layer: int | None = 3
     """Explain at most this many of the top-k matched features per (role, layer); None: all top-k."""
-    random_features: int = 2
+    random_features: int = 1
     """Randomly chosen live features explained per (role, layer) as the Table 3 baseline."""
     kind: str | None = None
     """SAE kind whose small dictionary is explained (None: the first of sae.kinds)."""
