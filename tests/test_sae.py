@@ -142,3 +142,38 @@ def test_small_and_large_dictionaries_do_not_share_their_initialisation():
     large, _ = train_sae(x, SAETrainConfig(d_sae=32, **cfg), progress=False)
     best, _ = max_cosine(small.atoms().detach(), large.atoms().detach())
     assert best.mean() < 0.9  # identical starting atoms would give 1.0
+
+
+@pytest.mark.parametrize("kind", ["relu", "topk"])
+def test_folding_the_input_scale_is_exact(kind):
+    from rlhf_lens.sae.model import activation_scale, fold_input_scale
+
+    x, _ = _planted(n=200)
+    x = 37.0 * x  # raw activations far from unit scale
+    c = activation_scale(x)
+    assert abs((c * x).norm(dim=1).mean().item() - x.shape[1] ** 0.5) < 1e-3
+    sae = build_sae(kind, 16, 32, k=3)
+    with torch.no_grad():
+        sae.b_enc.normal_()
+        sae.b_dec.normal_()
+    x_hat_scaled, f_scaled = sae(c * x)
+    fold_input_scale(sae, c)
+    x_hat, f = sae(x)
+    # On raw x the folded SAE gives the scaled SAE's latents and reconstruction divided by c.
+    assert torch.allclose(f, f_scaled / c, atol=1e-4) and torch.allclose(x_hat, x_hat_scaled / c, atol=1e-3)
+
+
+def test_l1_means_the_same_whatever_the_activation_scale(tmp_path):
+    """Training on c * x after scaling: the same sparsity for x and 100 x."""
+    from rlhf_lens.sae.model import activation_scale, fold_input_scale
+
+    x, _ = _planted(n=1000)
+    l0 = []
+    for factor in (1.0, 100.0):
+        raw = factor * x
+        c = activation_scale(raw)
+        sae, _ = train_sae(raw * c, SAETrainConfig(kind="relu", d_sae=32, l1=0.05, epochs=4, lr=1e-2, batch_size=64),
+                           progress=False)
+        fold_input_scale(sae, c)
+        l0.append((sae.encode(raw) > 0).float().sum(1).mean().item())
+    assert abs(l0[0] - l0[1]) < 0.05 * l0[0], l0

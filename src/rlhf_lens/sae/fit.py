@@ -21,6 +21,7 @@ from ..activations import find_blocks, read_docs, read_layer, read_manifest, sit
 from ..atomic import atomic_dir, write_json
 from .io import save_sae
 from .metrics import finite, reconstruction_metrics, spliced_losses
+from .model import activation_scale, fold_input_scale
 from .train import SAETrainConfig, train_sae
 
 log = logging.getLogger(__name__)
@@ -36,13 +37,13 @@ class SAEStageConfig:
     """Architectures trained: relu (paper's tied ReLU + L1) and/or topk."""
     sizes: tuple[int, ...] = (1, 2)
     """Dictionary sizes as multiples of d_model: the first is the small dictionary, the last the large."""
-    l1: float = 1e-3
-    """relu: L1 coefficient."""
+    l1: float = 4e-3
+    """relu: L1 coefficient, on activations scaled to mean norm sqrt(d_model)."""
     k: int = 32
     """topk: active latents per token."""
     lr: float = 1e-3
     """Adam learning rate."""
-    epochs: int = 3
+    epochs: int = 10
     """Passes over the training tokens."""
     batch_size: int = 256
     """Tokens per optimiser step."""
@@ -97,6 +98,7 @@ def fit_saes(store: str | os.PathLike, layer: int, outputs: dict[str, str | os.P
     train_ids, eval_ids = split_docs(manifest["n_docs"], cfg.eval_fraction, seed)
     _, x_train = read_layer(store, layer, doc_ids=train_ids)
     _, x_eval = read_layer(store, layer, doc_ids=eval_ids)
+    scale = activation_scale(x_train)  # train on scale * x; folded back into the biases before saving
     trained = {}
     for name, (kind, mult, own_seed) in parsed.items():
         started = time.monotonic()
@@ -104,10 +106,12 @@ def fit_saes(store: str | os.PathLike, layer: int, outputs: dict[str, str | os.P
                               batch_size=cfg.batch_size, seed=seed if own_seed is None else own_seed)
         out = Path(outputs[name])
         ckpt = out.parent / f".{out.name}.ckpt.pt"  # beside the output: Snakemake clears outputs of failed jobs
-        sae, history = train_sae(x_train, tcfg, checkpoint=ckpt)
+        sae, history = train_sae(x_train * scale, tcfg, checkpoint=ckpt)
+        fold_input_scale(sae, scale)
         train_s = time.monotonic() - started
         metrics = {"layer": layer, "size": name, "kind": kind, "d_in": d, "d_sae": tcfg.d_sae, "seed": tcfg.seed,
                    "site": manifest["site"], "train_tokens": len(x_train), "train_seconds": train_s,
+                   "activation_scale": scale,
                    "train_tokens_per_second": cfg.epochs * len(x_train) / max(train_s, 1e-9),
                    "final_epoch": history[-1] if history else None}
         metrics.update(reconstruction_metrics(sae, x_eval))
@@ -122,7 +126,8 @@ def fit_saes(store: str | os.PathLike, layer: int, outputs: dict[str, str | os.P
         with atomic_dir(Path(outputs[name])) as tmp:
             save_sae(sae.cpu(), tmp, hook_name=f"blocks.{layer}.{manifest['site']}",
                      extra={"layer": layer, "site": manifest["site"], "size": name, "seed": tcfg.seed,
-                            "model": manifest.get("model"), "train_config": tcfg.__dict__})
+                            "model": manifest.get("model"), "train_config": tcfg.__dict__,
+                            "trained_on_activations_times": scale})
             write_json(finite(metrics), tmp / "metrics.json")
         ckpt.unlink(missing_ok=True)
         log.info("SAE %s layer %d: EV %.3f, L0 %.1f, dead %.2f", name, layer, metrics["explained_variance"],

@@ -18,6 +18,25 @@ from torch.nn import functional as F
 KINDS = ("relu", "topk")
 
 
+def activation_scale(x: torch.Tensor) -> float:
+    """The constant c that gives ``c * x`` a mean L2 norm of sqrt(d) (x: (tokens, d)).
+
+    SAEs are trained on ``c * x`` so that the L1 coefficient means the same at every layer and
+    model: MLP outputs differ in norm by >10x between blocks (SmolLM2's last blocks: ~800 vs ~50).
+    """
+    norm = x.norm(dim=1).mean().item()
+    return 1.0 if norm == 0 else x.shape[1] ** 0.5 / norm
+
+
+@torch.no_grad()
+def fold_input_scale(sae: nn.Module, c: float) -> None:
+    """Make an SAE trained on ``c * x`` work on raw ``x``: latents become 1/c times theirs, the
+    reconstruction 1/c times theirs, atoms unchanged (both kinds are linear up to the ReLU/TopK,
+    which commute with a positive scale), so dividing the two biases by c is exact."""
+    sae.b_enc.div_(c)
+    sae.b_dec.div_(c)
+
+
 class TiedReLUSAE(nn.Module):
     """Marks et al. (2023): ``f = ReLU(W_n x + b_e)``, ``x_hat = W_n^T f + b_d``.
 
