@@ -13,12 +13,15 @@ min_version("9.0")
 
 configfile: "config.yaml"
 
+report: "report/workflow.rst"
+
 # common.smk validates the config first, then defines the names the rules use.
 include: "rules/common.smk"
 include: "rules/prepare.smk"
 include: "rules/rl.smk"
 include: "rules/interp.smk"
 include: "rules/autointerp.smk"
+include: "rules/report.smk"
 
 
 wildcard_constraints:

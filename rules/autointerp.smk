@@ -26,3 +26,36 @@ rule autointerp:
         "../envs/rlhf_lens.yaml"
     script:
         "../workflow_scripts/autointerp.py"
+
+
+rule scoring:
+    """Table 3 analogue (utility of explanations) and LLM-free utilities, base vs RLHF, for one reward."""
+    input:
+        autointerp=autointerp_tables,
+        stores=expand("results/{{run}}/activations/{{reward}}/{role}", role=ROLES),
+        saes=lambda wildcards: [
+            f"results/{wildcards.run}/sae/{wildcards.reward}/{role}/layer{layer}/{small_dictionary()}"
+            for role in ROLES
+            for layer in selected_layers(wildcards)
+        ],
+        base=model_dir(),
+        rlhf=lambda wildcards: policy_dir(wildcards.run, wildcards.reward),
+    output:
+        table="results/{run}/scores/{reward}.parquet",
+        csv=report("results/{run}/scores/{reward}_table3.csv", category="Table 3", subcategory="{reward}",
+                   labels={"reward": "{reward}", "what": "Table 3 analogue"}),
+        md="results/{run}/scores/{reward}_table3.md",
+        stats="results/{run}/scores/{reward}_stats.json",
+    params:
+        scoring=config["scoring"],
+        table=lambda wildcards: config["rewards"][wildcards.reward].get("table", "vader"),
+        seed=config["seed"],
+    log:
+        "logs/{run}/scoring/{reward}.log",
+    threads: threads_for("scoring")
+    resources:
+        **resources_for("scoring"),
+    conda:
+        "../envs/rlhf_lens.yaml"
+    script:
+        "../workflow_scripts/scoring.py"

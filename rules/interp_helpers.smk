@@ -2,6 +2,7 @@
 # role, the layers divergence chose, the explained dictionary.
 
 import json
+from types import SimpleNamespace
 
 ROLES = ["base", "rlhf"]
 
@@ -60,3 +61,30 @@ def autointerp_tables(wildcards):
         for role in ROLES
         for layer in selected_layers(wildcards)
     ]
+
+
+def sae_folders(wildcards):
+    """Every SAE folder of a reward: roles x selected layers x names."""
+    return [
+        f"results/{wildcards.run}/sae/{wildcards.reward}/{role}/layer{layer}/{name}"
+        for role in ROLES
+        for layer in selected_layers(wildcards)
+        for name in sae_names()
+    ]
+
+
+def summary_inputs(wildcards):
+    """Per reward, every file the run summary reads; keys are {reward}_{what}."""
+    inputs = {}
+    for reward in REWARDS:
+        w = SimpleNamespace(run=wildcards.run, reward=reward)
+        inputs.update({
+            f"{reward}_rl_eval": f"results/{w.run}/rl/{reward}/eval_summary.json",
+            f"{reward}_rl_metrics": f"results/{w.run}/rl/{reward}/metrics.parquet",
+            f"{reward}_layers": f"results/{w.run}/divergence/{reward}_layers.json",
+            f"{reward}_features": f"results/{w.run}/features/{reward}/summary.parquet",
+            f"{reward}_stats": f"results/{w.run}/scores/{reward}_stats.json",
+            f"{reward}_sae": sae_folders(w),
+            f"{reward}_autointerp": autointerp_tables(w),
+        })
+    return inputs

@@ -55,15 +55,31 @@ def _workdir(path: Path, tiny_model_dir: Path) -> Path:
     rows = [{"prompt": p, "model": m, "sample": i, "response": f" {w} and {m} sample {i} of a story",
              "reward": 0.1 * i} for i, p in enumerate(prompts) for m, w in (("base", "fine"), ("policy", "great"))]
     pd.DataFrame(rows).to_parquet(rl / "eval.parquet")
+    pd.DataFrame({"step": [0, 1], "reward_mean": [0.1, 0.3], "kl_mean": [0.0, 0.4]}).to_parquet(rl / "metrics.parquet")
+    plot_utilities_placeholder(rl / "curves.png")
+    (rl / "eval_summary.json").write_text(json.dumps({
+        "n_prompts": 5, "samples_per_prompt": 2, "bootstrap": 200, "reward_base_mean": 0.1, "reward_policy_mean": 0.2,
+        "reward_base_ci95": [0.0, 0.2], "reward_policy_ci95": [0.1, 0.3], "reward_difference": 0.1,
+        "reward_difference_ci95": [-0.05, 0.25], "kl_mean": 0.4, "kl_ci95": [0.3, 0.5]}))
     return path
+
+
+def plot_utilities_placeholder(path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(2, 1))
+    ax.plot([0, 1], [0.1, 0.3])
+    fig.savefig(path)
+    plt.close(fig)
 
 
 @pytest.fixture(scope="module")
 def interp_run(tmp_path_factory, tiny_model_dir):
     workdir = _workdir(tmp_path_factory.mktemp("interp"), tiny_model_dir)
-    proc = snakemake("results/tiny/features/utility/summary.parquet",
-                     *[f"results/tiny/autointerp/utility/{role}/layer1.parquet" for role in ("base", "rlhf")],
-                     "--rerun-triggers", "mtime", cwd=workdir)
+    proc = snakemake("--rerun-triggers", "mtime", cwd=workdir)  # the default target: everything
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     return workdir
 
@@ -130,6 +146,29 @@ def test_autointerp_tables(interp_run):
             assert len(json.loads(row.histogram)["edges"]) == (21 if row.n_active else 0)
     # Every LLM answer went to the cache: a forced rerun of one job makes no new call.
     assert any((interp_run / "llm_cache").rglob("*.json"))
+
+
+def test_scores_and_table3(interp_run):
+    scores = pd.read_parquet(interp_run / "results/tiny/scores/utility.parquet")
+    d_sae = json.loads((interp_run / "results/tiny/sae/utility/base/layer1/relu_1x/cfg.json").read_text())["d_sae"]
+    assert len(scores) == 2 * d_sae  # roles x latents of the explained (1x) dictionary
+    assert scores.groupby("role")["selected"].sum().eq(3).all()
+    assert scores.loc[~scores["explained"], "explanation_utility"].isna().all()
+    stats = json.loads((interp_run / "results/tiny/scores/utility_stats.json").read_text())
+    assert set(stats) >= {"table3", "token_utility", "unembed_utility", "ci_level"}
+    table3 = pd.read_csv(interp_run / "results/tiny/scores/utility_table3.csv")
+    assert list(table3["role"]) == ["base", "rlhf", "rlhf - base"]
+
+
+def test_summary_cards_and_snakemake_report(interp_run):
+    summary = (interp_run / "results/tiny/summary.md").read_text()
+    assert "Table 3" in summary and "not significant" in summary  # the stand-in RL CI includes 0
+    cards = (interp_run / "results/tiny/report/utility/feature_cards.html").read_text()
+    assert cards.count('class="card') >= 2 * 3
+    proc = snakemake("--report", "report.html", "--rerun-triggers", "mtime", cwd=interp_run)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    html = (interp_run / "report.html").read_text(errors="replace")
+    assert "feature_cards.html" in html and "utility_table3.csv" in html
 
 
 def test_one_sae_by_path_builds_just_what_it_needs(tmp_path, tiny_model_dir):

@@ -1,0 +1,55 @@
+# Report stage: feature cards, the SAE metrics table and plots per reward, and results/{run}/summary.md.
+# `snakemake --report results/{run}/report.html` gathers every output marked with report().
+
+
+rule report_assets:
+    """Per reward: a feature card per selected feature, the SAE metrics table, MMCS against its noise floor."""
+    input:
+        autointerp=autointerp_tables,
+        scores="results/{run}/scores/{reward}.parquet",
+        stats="results/{run}/scores/{reward}_stats.json",
+        sae=sae_folders,
+        features="results/{run}/features/{reward}/summary.parquet",
+    output:
+        cards=report("results/{run}/report/{reward}/feature_cards.html", category="feature cards",
+                     subcategory="{reward}", labels={"reward": "{reward}", "what": "feature cards"}),
+        sae=report("results/{run}/report/{reward}/sae_metrics.csv", category="SAEs", subcategory="{reward}",
+                   labels={"reward": "{reward}", "what": "SAE metrics"}),
+        mmcs=report("results/{run}/report/{reward}/mmcs_vs_seed_baseline.png", category="features",
+                    subcategory="{reward}", labels={"reward": "{reward}", "what": "MMCS vs seed baseline"}),
+        utilities=report("results/{run}/report/{reward}/utilities.png", category="Table 3", subcategory="{reward}",
+                         labels={"reward": "{reward}", "what": "utilities base vs RLHF"}),
+    log:
+        "logs/{run}/report/{reward}.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/rlhf_lens.yaml"
+    script:
+        "../workflow_scripts/report_assets.py"
+
+
+rule summary:
+    """The headline numbers of the run in words (results/{run}/summary.md), every reward."""
+    input:
+        unpack(summary_inputs),
+    output:
+        "results/{run}/summary.md",
+    params:
+        rewards=REWARDS,
+    log:
+        "logs/{run}/summary.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/rlhf_lens.yaml"
+    script:
+        "../workflow_scripts/summary.py"
+
+
+ALL_TARGETS += [f"results/{RUN}/summary.md"]
+ALL_TARGETS += expand("results/{run}/report/{reward}/feature_cards.html", run=RUN, reward=REWARDS)
