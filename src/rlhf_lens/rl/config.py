@@ -16,7 +16,7 @@ from dataclasses import dataclass, fields
 class PPOConfig:
     """One PPO run's settings. Lengths are in tokens; rewards in the reward's own units."""
 
-    steps: int = 36
+    steps: int = 30
     """Number of PPO steps (one rollout batch + its optimisation each)."""
     batch_size: int = 16
     """Prompts (and sampled responses) per PPO step."""
@@ -30,13 +30,13 @@ class PPOConfig:
     """AdamW weight decay."""
     adam_eps: float = 1e-8
     """AdamW epsilon."""
-    init_kl_coef: float = 0.05
+    init_kl_coef: float = 0.2
     """Initial coefficient of the per-token KL penalty against the reference (base) model."""
     adaptive_kl: bool = True
     """Adapt the KL coefficient towards target_kl (Ziegler et al. 2019); false keeps it fixed."""
     target_kl: float = 6.0
     """Target of the adaptive controller: mean per-sequence KL (nats)."""
-    kl_horizon: int = 10000
+    kl_horizon: int = 160
     """Horizon of the adaptive controller, in rollouts (larger adapts more slowly)."""
     gamma: float = 1.0
     """Discount factor of GAE."""
@@ -87,7 +87,10 @@ class PPOConfig:
 
 
 PRESETS: dict[str, PPOConfig] = {
-    # 36 steps of batch 16 (~11 s each) fit in the default's ~8 min RL budget on 2 CPU cores (README, "Measured").
+    # 30 steps of batch 16 with a KL coefficient starting at 0.2 and adapting over 10 steps (horizon 160
+    # rollouts). Measured over seeds 0 and 2: held-out utility +0.49 [0.40, 0.57] and +0.73 [0.62, 0.84],
+    # KL 2.7 and 4.6, fluent text. At init 0.05 (the earlier default) seed 0 gamed the table ("love love
+    # love ...", +8.4, KL 40); at 0.1 it reached +2.85 with KL 18.
     "cpu_default": PPOConfig(),
     # Marks et al. 2023 with TRL 0.7.1's PPO defaults: batch 64, mini-batch 16, lr 1e-6, init KL 0.5,
     # adaptive (target 6, horizon 10000), 4 epochs, gamma 1, lambda 0.95, clip 0.2, vf coef 0.1,
