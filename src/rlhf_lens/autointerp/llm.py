@@ -30,6 +30,8 @@ from ..atomic import write_json
 log = logging.getLogger(__name__)
 
 Messages = list[dict[str, str]]
+Answer = tuple[str, list[int], list[str]]
+"""A teacher-forced assistant reply: (text, character positions to score, candidate tokens)."""
 
 
 class LLMError(RuntimeError):
@@ -103,37 +105,56 @@ class LocalChatLLM:
                           prompt_tokens=int(ids.shape[1]), completion_tokens=int(len(new)))
 
 
-    def prefill_logprobs(self, messages: Messages, assistant_text: str, char_positions: list[int],
-                         candidates: list[str]) -> list[dict[str, float]]:
-        """Teacher-forced scoring in ONE forward pass: the chat, then ``assistant_text`` as the answer.
+    def _single_tokens(self, candidates: list[str]) -> list[int]:
+        ids = []
+        for c in candidates:
+            tokens = self.tokenizer(c, add_special_tokens=False)["input_ids"]
+            if len(tokens) != 1:
+                raise ValueError(f"candidate {c!r} is not a single token for this tokenizer")
+            ids.append(tokens[0])
+        return ids
 
-        For each character position in ``assistant_text`` (which must start a token), the
-        natural-log probabilities of the ``candidates`` (single tokens) as the token there.
-        Only a local model can do this: chat endpoints give no probabilities of prompt tokens.
+    def prefill_logprobs(self, messages: Messages, answers: list[Answer]) -> list[list[dict[str, float]]]:
+        """Teacher-forced scoring: the chat, then each answer's ``assistant_text`` as the assistant's reply.
+
+        For each answer ``(assistant_text, char_positions, candidates)``: at each character position
+        (which must start a token), the natural-log probabilities of the ``candidates`` (single
+        tokens) as the token there. The chat is encoded once and every answer continues from a copy
+        of its key/value cache, so k answers cost one prompt pass plus k answer passes. Only a local
+        model can do this: chat endpoints give no probabilities of prompt tokens.
         """
+        import copy
+
         import torch
 
         prompt = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
-                                                    return_dict=True)["input_ids"][0]
-        answer = self.tokenizer(assistant_text, add_special_tokens=False, return_offsets_mapping=True)
-        starts = {start: j for j, (start, _) in enumerate(answer["offset_mapping"])}
-        candidate_ids = []
-        for c in candidates:
-            ids = self.tokenizer(c, add_special_tokens=False)["input_ids"]
-            if len(ids) != 1:
-                raise ValueError(f"candidate {c!r} is not a single token for this tokenizer")
-            candidate_ids.append(ids[0])
-        full = torch.cat([prompt, torch.tensor(answer["input_ids"], dtype=prompt.dtype)]).unsqueeze(0)
-        missing = [pos for pos in char_positions if pos not in starts]
-        if missing:
-            raise ValueError(f"character {missing[0]} of the assistant text does not start a token")
-        # Logits at t predict token t + 1. Only the asked-for rows go through the unembedding: with a
-        # 49k vocabulary it is a fifth of the forward's cost on every other position.
-        keep = torch.tensor([len(prompt) + starts[pos] - 1 for pos in char_positions])
+                                                    return_dict=True)["input_ids"].to(self.device)
         with torch.no_grad():
-            logits = self.model(full.to(self.device), logits_to_keep=keep.to(self.device)).logits[0]
-        logp = torch.log_softmax(logits.float(), dim=-1)
-        return [{c: float(row[i]) for c, i in zip(candidates, candidate_ids)} for row in logp]
+            head = self.model(prompt, use_cache=True, logits_to_keep=1)
+        prompt_last = torch.log_softmax(head.logits[0, -1].float(), dim=-1)
+        results = []
+        for assistant_text, char_positions, candidates in answers:
+            answer = self.tokenizer(assistant_text, add_special_tokens=False, return_offsets_mapping=True)
+            starts = {start: j for j, (start, _) in enumerate(answer["offset_mapping"])}
+            candidate_ids = self._single_tokens(candidates)
+            missing = [pos for pos in char_positions if pos not in starts]
+            if missing:
+                raise ValueError(f"character {missing[0]} of the assistant text does not start a token")
+            # The logits at answer token j - 1 predict token j (the prompt's last ones predict token 0).
+            # Only the asked-for rows go through the unembedding: with a 49k vocabulary it is a fifth
+            # of the forward's cost on every other position.
+            wanted = [starts[pos] - 1 for pos in char_positions]
+            keep = sorted({j for j in wanted if j >= 0})
+            rows = {}
+            if keep:
+                ids = torch.tensor([answer["input_ids"]], device=self.device)
+                with torch.no_grad():
+                    out = self.model(ids, past_key_values=copy.deepcopy(head.past_key_values),
+                                     logits_to_keep=torch.tensor(keep, device=self.device))
+                rows = dict(zip(keep, torch.log_softmax(out.logits[0].float(), dim=-1)))
+            results.append([{c: float((rows[j] if j >= 0 else prompt_last)[i]) for c, i in zip(candidates, candidate_ids)}
+                            for j in wanted])
+        return results
 
 
 class OpenAICompatibleLLM:
@@ -227,14 +248,13 @@ class CachedLLM:
     def can_prefill(self) -> bool:
         return hasattr(self.llm, "prefill_logprobs")
 
-    def prefill_logprobs(self, messages: Messages, assistant_text: str, char_positions: list[int],
-                         candidates: list[str]) -> list[dict[str, float]]:
-        params = {"prefill": assistant_text, "positions": char_positions, "candidates": candidates}
+    def prefill_logprobs(self, messages: Messages, answers: list[Answer]) -> list[list[dict[str, float]]]:
+        params = {"prefill": [list(a) for a in answers]}
         path = self._path(self.key(messages, **params))
         if path.is_file():
             self.hits += 1
             return json.loads(path.read_text())
         self.misses += 1
-        result = self.llm.prefill_logprobs(messages, assistant_text, char_positions, candidates)
+        result = self.llm.prefill_logprobs(messages, answers)
         write_json(result, path)
         return result

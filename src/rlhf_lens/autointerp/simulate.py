@@ -92,13 +92,13 @@ def simulate_by_prefill(llm, explanation: str, tokens: list[str]) -> list[float]
 
     Digits are single tokens here, so "10" begins with "1": a second pass with "10" written
     everywhere gives P("0" | "1") against P(end of line | "1"), which splits p("1") into 1 and 10.
-    Two forward passes per window, whatever its length.
+    One prompt pass and two answer passes per window, whatever its length.
     """
     messages = simulation_messages(explanation, tokens)
-    text, positions = _answer_lines(tokens, "unknown")
-    first = llm.prefill_logprobs(messages, text, positions, [str(d) for d in range(10)])
-    text, positions = _answer_lines(tokens, "10")
-    second = llm.prefill_logprobs(messages, text, [p + 1 for p in positions], ["0", "\n"])
+    unknown, positions = _answer_lines(tokens, "unknown")
+    tens, ten_positions = _answer_lines(tokens, "10")
+    first, second = llm.prefill_logprobs(messages, [(unknown, positions, [str(d) for d in range(10)]),
+                                                    (tens, [p + 1 for p in ten_positions], ["0", "\n"])])
     predictions = []
     for digits, after_one in zip(first, second):
         p = {int(d): math.exp(v) for d, v in digits.items()}
