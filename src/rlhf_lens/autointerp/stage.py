@@ -103,12 +103,13 @@ def _latent_columns(sae, x, features: np.ndarray | None, batch_size: int = 4096)
 
     counts = np.zeros(sae.m, dtype=np.int64)
     cols = []
+    index = None if features is None else torch.from_numpy(np.array(features, dtype=np.int64))  # a writable copy
     with torch.no_grad():
         for i in range(0, len(x), batch_size):
             f = sae.encode(x[i:i + batch_size])
             counts += (f > 0).sum(dim=0).numpy()
             if features is not None:
-                cols.append(f[:, torch.as_tensor(features)].numpy())
+                cols.append(f[:, index].numpy())
     return counts, (np.concatenate(cols) if features is not None else None)
 
 
