@@ -26,6 +26,9 @@ def test_explanation_utility_is_the_mean_over_lexicon_words(vader):
     assert explanation_utility('This feature fires on "GREAT!" tokens.', vader) == pytest.approx(vader["great"])
     assert explanation_utility("fires on commas in lists", vader) == 0.0
     assert explanation_utility(None, vader) == 0.0 and explanation_utility("", vader) == 0.0
+    # The answer frame is not content ("fire" is a VADER word): only "sad" counts.
+    assert explanation_utility("The feature fire on sad endings", vader) == pytest.approx(vader["sad"])
+    assert explanation_utility("This neuron activates on fire and smoke", vader) == pytest.approx(vader["fire"])
 
 
 def test_word_utility_takes_exactly_one_word(vader):

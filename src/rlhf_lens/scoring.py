@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,9 +69,18 @@ class LayerInputs:
 
 # ---------------------------------------------------------------------------------------- utilities
 
+# The prompt asks for answers that start "This feature fires on"; that frame is not the explanation's
+# content, and "fire" is itself in VADER (-1.4), so small explainers' "The feature fire on ..." would
+# give every explanation the same negative utility.
+_FRAME = re.compile(r"^\W*(this|the)\s+(feature|neuron|latent)\s+(fires?|activates?|responds?|is active)\s+(on|to|for|when)\b",
+                    re.IGNORECASE)
+
+
 def explanation_utility(text: str | None, table: dict[str, float]) -> float:
-    """Mean utility of the words of ``text`` that are in the table; 0 when none is (or no text)."""
-    values = [table[w] for w, _ in words_with_spans(text or "") if w in table]
+    """Mean utility of the words of ``text`` that are in the table (the answer frame "This feature
+    fires on" left out); 0 when none is (or no text)."""
+    content = _FRAME.sub("", text or "")
+    values = [table[w] for w, _ in words_with_spans(content) if w in table]
     return float(np.mean(values)) if values else 0.0
 
 

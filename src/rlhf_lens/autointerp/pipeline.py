@@ -20,7 +20,7 @@ from .simulate import correlation_score, detection_auroc, simulate_window
 class ScoringConfig:
     """LLM call settings for explaining and simulating (``autointerp`` in config.yaml)."""
 
-    explain_max_tokens: int = 48
+    explain_max_tokens: int = 32
     """Tokens the explainer may write."""
     top_logprobs: int = 5
     """Alternatives per token asked for when simulating (0: use the written integers)."""
