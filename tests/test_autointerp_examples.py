@@ -44,7 +44,7 @@ def test_rare_feature_is_flagged_not_dropped():
     tokens, acts = corpus()
     acts[:] = 0
     acts[[10, 200]] = [0.5, 0.7]
-    ex = select_examples(tokens, acts, 3, ExampleConfig())
+    ex = select_examples(tokens, acts, 3, ExampleConfig(n_random=5))
     assert ex.rare and ex.n_active == 2
     assert len(ex.explain) + ex.score_kinds.count("top") == 2
     assert ex.score_kinds.count("random") == 5
