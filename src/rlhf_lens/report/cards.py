@@ -46,10 +46,11 @@ h4{font-size:.9em;margin:.6em 0 .2em;color:#555}
 table.nums{border-collapse:collapse;font-size:.9em}
 table.nums th{text-align:left;font-weight:normal;color:#555;padding:1px 10px 1px 0}
 .win{font-family:ui-monospace,monospace;font-size:12px;margin:2px 0;line-height:1.7;word-break:break-all}
-.tok{white-space:pre;border-radius:2px}
+.tok{white-space:pre-wrap;border-radius:2px}
 .ws{color:#999}
 .kind{font-size:.75em;color:#666}
 .row{display:flex;gap:6px;align-items:baseline}
+.row .win{flex:1 1 auto;min-width:0}  /* a flex item may shrink below its content: long windows wrap */
 .lbl{font-size:.75em;color:#666;flex:0 0 5.5em}
 .pair{margin:4px 0;padding-top:2px;border-top:1px dotted #ddd}
 svg text{font:10px sans-serif;fill:#555}
