@@ -24,8 +24,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import torch
 
 from .atomic import atomic_file, write_json, write_parquet
+from .features import bootstrap_ci
 from .rewards.utility_table import load_table, words_with_spans
 
 log = logging.getLogger(__name__)
@@ -116,8 +118,6 @@ def activation_weighted_utility(sae, x, token_util: np.ndarray, batch_size: int 
 
     NaN for a latent that never fires.
     """
-    import torch
-
     weighted, total, counts = np.zeros(sae.m), np.zeros(sae.m), np.zeros(sae.m, dtype=np.int64)
     u = torch.as_tensor(token_util, dtype=torch.float64)
     with torch.no_grad():
@@ -130,16 +130,21 @@ def activation_weighted_utility(sae, x, token_util: np.ndarray, batch_size: int 
         return np.where(total > 0, weighted / total, np.nan), counts
 
 
-def final_norm_weight(model):
-    """The elementwise weight of the norm applied before the unembedding, or None if there is none.
+_FINAL_NORMS = ("norm", "final_layer_norm", "final_layernorm", "ln_f")
 
-    Llama/SmolLM2 call it ``norm``, GPT-NeoX/Pythia ``final_layer_norm``, GPT-2 ``ln_f``.
+
+def final_norm(model):
+    """The norm module applied just before the unembedding, or None if the model has none.
+
+    Llama/SmolLM2/Mistral/Qwen call it ``norm``, GPT-NeoX/Pythia ``final_layer_norm``, Phi
+    ``final_layernorm``, GPT-2/Falcon ``ln_f``; OPT keeps it under ``decoder``.
     """
     base = model.base_model
-    for name in ("norm", "final_layer_norm", "ln_f"):
-        module = getattr(base, name, None)
-        if module is not None and getattr(module, "weight", None) is not None:
-            return module.weight
+    for owner in (base, getattr(base, "decoder", None)):
+        for name in _FINAL_NORMS:
+            module = getattr(owner, name, None) if owner is not None else None
+            if isinstance(module, torch.nn.Module) and getattr(module, "weight", None) is not None:
+                return module
     return None
 
 
@@ -149,63 +154,81 @@ def vocab_utilities(tokenizer, table: dict[str, float]) -> np.ndarray:
     return np.array([word_utility(t, table) for t in texts])
 
 
-def unembed_utility(atoms, model, vocab_util: np.ndarray, top_n: int) -> np.ndarray:
-    """(m,) mean utility of the ``top_n`` tokens each decoder atom (m, d) promotes.
+def unembed_utility(atoms: torch.Tensor, model, vocab_util: np.ndarray, top_n: int) -> np.ndarray:
+    """(m,) mean utility of the ``top_n`` tokens each decoder atom (m, d) promotes most.
 
-    A direction added to the residual stream reaches the logits through the final norm and
-    the unembedding; the norm's scale is per-token and does not change the ranking, but its
-    elementwise weight does, so it is applied.
+    A direction added to the residual stream reaches the logits through the final norm and the
+    unembedding (m, d) -> (m, vocab). The norm's division by the token's RMS/std is one positive
+    scalar per token, so it cannot change which tokens rank highest, and is left out; its
+    elementwise weight rescales each dimension differently, so it is applied. LayerNorm (GPT-NeoX,
+    GPT-2) also subtracts the mean over dimensions, so the direction is centred first; its bias
+    adds the same logits whatever the feature, so it is left out too.
     """
-    import torch
-
+    unembed = model.get_output_embeddings()
+    if unembed is None:
+        raise ValueError(f"{type(model).__name__} has no output embedding (get_output_embeddings() is None): "
+                         "the unembedding utility needs a causal LM with an lm_head")
     with torch.no_grad():
         directions = atoms.detach().float()
-        weight = final_norm_weight(model)
-        if weight is not None:
-            directions = directions * weight.detach().float()
-        logits = directions @ model.get_output_embeddings().weight.detach().float().T  # (m, vocab)
-        top = logits[:, : len(vocab_util)].topk(top_n, dim=1).indices.numpy()
+        norm = final_norm(model)
+        if norm is None:
+            log.warning("%s: no final norm found (looked for %s); using the raw decoder directions",
+                        type(model).__name__, ", ".join(_FINAL_NORMS))
+        else:
+            if isinstance(norm, torch.nn.LayerNorm):
+                directions = directions - directions.mean(dim=1, keepdim=True)
+            directions = directions * norm.weight.detach().float()
+        logits = directions @ unembed.weight.detach().float().T  # (m, vocab)
+        # The lm_head may be padded past the tokenizer's vocabulary; those rows are no tokens.
+        logits = logits[:, : len(vocab_util)]
+        top = logits.topk(min(top_n, logits.shape[1]), dim=1).indices.numpy()
     return vocab_util[top].mean(axis=1)
 
 
 # ---------------------------------------------------------------------------------------- statistics
 
-def bootstrap_ci(values: np.ndarray, stat, n_boot: int, level: float, seed: int) -> list[float | None]:
-    """Percentile bootstrap CI of ``stat`` (a function of a 1-D array) over resampled ``values``."""
-    values = np.asarray(values, dtype=float)
-    if len(values) == 0:
-        return [None, None]
-    rng = np.random.default_rng(seed)
-    draws = np.array([stat(values[rng.integers(0, len(values), len(values))]) for _ in range(n_boot)])
-    alpha = (1 - level) / 2
-    return [float(np.quantile(draws, alpha)), float(np.quantile(draws, 1 - alpha))]
-
-
 def difference_ci(a: np.ndarray, b: np.ndarray, stat, n_boot: int, level: float, seed: int) -> list[float | None]:
-    """Bootstrap CI of stat(b) - stat(a), each group resampled on its own."""
+    """Percentile bootstrap CI of stat(b) - stat(a), each group resampled on its own.
+
+    ``stat``: a numpy reduction taking ``axis`` (np.mean, np.sum).
+    """
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if len(a) == 0 or len(b) == 0:
+    if len(a) == 0 or len(b) == 0 or n_boot <= 0:
         return [None, None]
     rng = np.random.default_rng(seed)
-    draws = np.array([stat(b[rng.integers(0, len(b), len(b))]) - stat(a[rng.integers(0, len(a), len(a))])
-                      for _ in range(n_boot)])
+    draws = (stat(b[rng.integers(0, len(b), (n_boot, len(b)))], axis=1)
+             - stat(a[rng.integers(0, len(a), (n_boot, len(a)))], axis=1))
     alpha = (1 - level) / 2
     return [float(np.quantile(draws, alpha)), float(np.quantile(draws, 1 - alpha))]
 
 
-def permutation_p(a: np.ndarray, b: np.ndarray, n_perm: int, seed: int) -> float | None:
-    """Two-sided permutation p-value of mean(b) - mean(a), with the +1 correction (never exactly 0)."""
+def permutation_p(a: np.ndarray, b: np.ndarray, n_perm: int, seed: int, stat=np.mean) -> float | None:
+    """Two-sided permutation p-value of stat(b) - stat(a) (role labels shuffled over the pooled
+    values, group sizes kept), with the +1 correction so it is never exactly 0.
+
+    ``stat``: a numpy reduction (np.mean, np.sum); use the statistic whose difference is reported.
+    """
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if len(a) == 0 or len(b) == 0:
         return None
     pooled = np.concatenate([a, b])
-    observed = abs(b.mean() - a.mean())
+    observed = abs(stat(b) - stat(a))
     rng = np.random.default_rng(seed)
     hits = 0
     for _ in range(n_perm):
         perm = rng.permutation(pooled)
-        hits += abs(perm[len(a):].mean() - perm[: len(a)].mean()) >= observed - 1e-12
+        # The tolerance keeps ties (e.g. identical groups) counted despite float rounding.
+        hits += abs(stat(perm[len(a):]) - stat(perm[: len(a)])) >= observed - 1e-12
     return (hits + 1) / (n_perm + 1)
+
+
+def _ci(values: np.ndarray, cfg: ScoringConfig, seed: int, scale: float = 1.0) -> list[float]:
+    """Bootstrap CI of the mean of ``values`` times ``scale`` (NaN pair when empty).
+
+    With ``scale = len(values)`` it is the CI of the sum: a resample has the same size, so its sum
+    is exactly len × its mean.
+    """
+    return [c * scale for c in bootstrap_ci(values, cfg.bootstrap, cfg.ci_level, seed)]
 
 
 def _num(x) -> float | None:
@@ -238,17 +261,16 @@ def table3_stats(rows: pd.DataFrame, cfg: ScoringConfig, seed: int) -> dict:
         values[role] = u
         out[role] = {
             "sum_abs_utility": float(u.sum()), "n_features": n, "n_failed": int(len(sel) - len(ok)),
-            "ci": bootstrap_ci(u, np.sum, cfg.bootstrap, cfg.ci_level, seed),
+            "ci": _ci(u, cfg, seed, scale=n),
             "random_baseline": {
                 "sum_abs_utility": _num(rand.mean() * n) if len(rand) else None, "n_features": int(len(rand)),
-                "ci": [None if c is None else c * n for c in bootstrap_ci(rand, np.mean, cfg.bootstrap,
-                                                                           cfg.ci_level, seed)],
+                "ci": _ci(rand, cfg, seed, scale=n),
             },
         }
     a, b = values["base"], values["rlhf"]
     out["difference"] = {"rlhf_minus_base": float(b.sum() - a.sum()),
                          "ci": difference_ci(a, b, np.sum, cfg.bootstrap, cfg.ci_level, seed),
-                         "p_value": permutation_p(a, b, cfg.permutations, seed)}
+                         "p_value": permutation_p(a, b, cfg.permutations, seed, stat=np.sum)}
     return out
 
 
@@ -261,9 +283,8 @@ def measure_stats(rows: pd.DataFrame, column: str, cfg: ScoringConfig, seed: int
         rest = mine.loc[~mine["selected"] & (mine["n_active"] > 0), column].abs().to_numpy()
         values[role] = sel
         out[role] = {"mean_abs": _num(sel.mean()) if len(sel) else None, "n_features": int(len(sel)),
-                     "ci": bootstrap_ci(sel, np.mean, cfg.bootstrap, cfg.ci_level, seed),
-                     "random_mean_abs": _num(rest.mean()) if len(rest) else None,
-                     "random_ci": bootstrap_ci(rest, np.mean, cfg.bootstrap, cfg.ci_level, seed)}
+                     "ci": _ci(sel, cfg, seed), "random_mean_abs": _num(rest.mean()) if len(rest) else None,
+                     "random_ci": _ci(rest, cfg, seed)}
     a, b = values["base"], values["rlhf"]
     out["difference"] = {"rlhf_minus_base": _num(b.mean() - a.mean()) if len(a) and len(b) else None,
                          "ci": difference_ci(a, b, np.mean, cfg.bootstrap, cfg.ci_level, seed),
