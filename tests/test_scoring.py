@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import json
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
+from rlhf_lens.activations import ActivationsConfig, extract_activations, read_layer
+from rlhf_lens.features import bootstrap_ci
+from rlhf_lens.models import load_prepared
 from rlhf_lens.rewards.utility_table import load_vader
 from rlhf_lens.sae import build_sae
-from rlhf_lens.scoring import (ScoringConfig, activation_weighted_utility, bootstrap_ci, explanation_utility,
-                               measure_stats, permutation_p, table3_stats, token_utilities, unembed_utility,
-                               vocab_utilities, word_utility)
-from tiny_models import tiny_llama
+from rlhf_lens.sae.io import save_sae
+from rlhf_lens.scoring import (LayerInputs, ScoringConfig, activation_weighted_utility, difference_ci,
+                               explanation_utility, final_norm, measure_stats, permutation_p, scoring_stage,
+                               table3_stats, token_utilities, unembed_utility, vocab_utilities, word_utility)
+from tiny_models import save_tiny_model, tiny_llama
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +84,49 @@ def test_unembedding_utility_reads_the_promoted_tokens(tokenizer, vader):
     u = unembed_utility(atoms, model, vocab, top_n=1)
     assert u[0] == pytest.approx(vader["good"])
     assert vocab[good[0]] == vader["good"]
+    assert final_norm(model) is model.model.norm
+
+
+def _one_token(tokenizer, text):
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert len(ids) == 1, f"{text!r} is {len(ids)} tokens"
+    return ids[0]
+
+
+def test_unembedding_utility_applies_the_layernorm_weight_and_centring(tokenizer, vader):
+    """GPT-NeoX (Pythia): the final LayerNorm's weight reorders tokens, and its centring removes
+    any logit along the all-ones direction."""
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    d = 8
+    torch.manual_seed(0)
+    model = GPTNeoXForCausalLM(GPTNeoXConfig(vocab_size=len(tokenizer), hidden_size=d, intermediate_size=16,
+                                             num_hidden_layers=1, num_attention_heads=2)).eval()
+    norm = final_norm(model)
+    assert norm is model.gpt_neox.final_layer_norm
+    vocab = vocab_utilities(tokenizer, vader)
+    good, happy, sad = (_one_token(tokenizer, w) for w in (" good", " happy", " sad"))
+    with torch.no_grad():
+        emb = model.get_output_embeddings().weight
+        emb.zero_()
+        emb[good] = 1.0       # all-ones row: logit sum(atom) without centring, exactly 0 with it
+        emb[happy, 0] = 0.5   # along dimension 0
+        emb[sad, 1] = 0.4     # along dimension 1
+        norm.weight.fill_(1.0)
+    atom = torch.zeros(1, d)
+    atom[0, 0] = 1.0
+    # Centred: happy 0.5 * (1 - 1/8) > 0 = good > sad (-0.4/8); uncentred good (1.0) would win.
+    assert unembed_utility(atom, model, vocab, top_n=1)[0] == pytest.approx(vader["happy"])
+    atom = torch.tensor([[0.5, 0.6] + [0.0] * (d - 2)])
+    with torch.no_grad():
+        emb[good] = 0.0
+        norm.weight[0] = 3.0  # happy 3 * 0.5 * (0.5 - 1.1/8) beats sad 0.4 * (0.6 - 1.1/8) only with the weight
+    assert unembed_utility(atom, model, vocab, top_n=1)[0] == pytest.approx(vader["happy"])
+    with torch.no_grad():
+        norm.weight[0] = 1.0
+    assert unembed_utility(atom, model, vocab, top_n=1)[0] == pytest.approx(vader["sad"])
+    # Only these two have positive logits (every other row is 0): top 2 is exactly them.
+    assert unembed_utility(atom, model, vocab, top_n=2)[0] == pytest.approx((vader["sad"] + vader["happy"]) / 2)
 
 
 def test_permutation_test_and_bootstrap():
@@ -84,9 +134,18 @@ def test_permutation_test_and_bootstrap():
     a = rng.normal(0, 1, 40)
     assert permutation_p(a, a.copy(), 500, seed=0) == pytest.approx(1.0)
     assert permutation_p(a, a + 3.0, 500, seed=0) < 0.01
-    lo, hi = bootstrap_ci(a, np.mean, 500, 0.95, seed=0)
+    lo, hi = bootstrap_ci(a, 500, 0.95, seed=0)
     assert lo < a.mean() < hi
     assert permutation_p(np.array([]), a, 10, seed=0) is None
+    lo, hi = difference_ci(a, a + 3.0, np.mean, 500, 0.95, seed=0)
+    assert lo < 3.0 < hi and lo > 2.0
+
+
+def test_permutation_p_matches_the_exact_answer():
+    # 3 zeros vs 3 fives: of the C(6,3) = 20 splits, 2 are as extreme (all fives on either side): p = 0.1.
+    p = permutation_p(np.zeros(3), np.full(3, 5.0), 4000, seed=1)
+    assert p == pytest.approx(0.1, abs=0.02)
+    assert permutation_p(np.zeros(3), np.full(3, 5.0), 4000, seed=1, stat=np.sum) == pytest.approx(0.1, abs=0.02)
 
 
 def _rows(base_u, rlhf_u, random_u):
@@ -121,3 +180,114 @@ def test_llm_free_measure_uses_the_unselected_features_as_baseline():
     assert stats["base"]["mean_abs"] == pytest.approx(1.0) and stats["rlhf"]["mean_abs"] == pytest.approx(2.0)
     assert stats["base"]["random_mean_abs"] == pytest.approx(0.5)
     assert stats["difference"]["rlhf_minus_base"] == pytest.approx(1.0)
+
+
+# ---------------------------------------------------------------------------------------- the stage, end to end
+
+TEXTS = ["The soup was good and warm.", "Rain all day, nothing to do", "We walked to the old harbour",
+         "Numbers: 3, 4 and 5 in a list"]
+LAYER = 1
+
+
+def _store_and_sae(tmp_path, model_dir, role, tokenizer):
+    """An activation store of ``TEXTS`` and a 6-latent relu SAE whose latent 0 fires on " good"
+    only (its atom points at that token's activation, its threshold lies between that token's
+    projection and every other token's) and whose latent 5 never fires."""
+    model, tok = load_prepared(model_dir)
+    store = tmp_path / "activations" / role
+    extract_activations(model, tok, TEXTS, [LAYER], store,
+                        ActivationsConfig(max_tokens=1000, max_length=16, batch_size=2, shard_tokens=9))
+    rows, x = read_layer(store, LAYER, with_text=True)
+    is_good = torch.tensor((rows["token_text"] == " good").to_numpy())
+    assert is_good.sum().item() == 1
+    direction = x[is_good][0] / x[is_good][0].norm()
+    proj = x @ direction
+    top_other = proj[~is_good].max().item()
+    assert proj[is_good].item() > 1.01 * top_other, "precondition: ' good' must be separable along its own direction"
+    sae = build_sae("relu", x.shape[1], 6)
+    with torch.no_grad():
+        sae.W[0] = direction
+        sae.b_enc[0] = -(proj[is_good].item() + top_other) / 2
+        sae.b_enc[5] = -1e6
+    folder = tmp_path / "sae" / role / f"layer{LAYER}" / "relu_1x"
+    folder.mkdir(parents=True)
+    save_sae(sae, folder)
+    return store, folder
+
+
+def _autointerp(path, role, explained):
+    """An autointerp table (the contract's columns the scoring reads, and a few more)."""
+    rows = [{"role": role, "layer": LAYER, "dictionary": "relu_1x", "feature": f, "selected": sel,
+             "explanation": text, "status": "ok" if text is not None else "failed",
+             "reason": "" if text is not None else "no answer"}
+            for f, sel, text in explained]
+    pd.DataFrame(rows).to_parquet(path, index=False)
+    return path
+
+
+def test_scoring_stage_end_to_end(tmp_path, tiny_model_dir, tokenizer, vader):
+    rlhf_dir = save_tiny_model(tmp_path / "rlhf_model", tokenizer, seed=1)
+    parts = []
+    explained = {
+        "base": [(0, True, "This feature fires on good food"), (1, True, "great and happy"), (2, True, None),
+                 (3, False, "sad stuff")],
+        "rlhf": [(0, True, "terrible"), (1, True, "commas, in lists"), (4, False, "love")],
+    }
+    for role, model_dir in (("base", tiny_model_dir), ("rlhf", rlhf_dir)):
+        store, sae_dir = _store_and_sae(tmp_path, model_dir, role, tokenizer)
+        table = _autointerp(tmp_path / f"{role}_layer{LAYER}.parquet", role, explained[role])
+        parts.append(LayerInputs(role=role, layer=LAYER, store=store, sae_dir=sae_dir, model_dir=model_dir,
+                                 autointerp=table))
+    out = tmp_path / "scores"
+    paths = [out / "r.parquet", out / "r_table3.csv", out / "r_table3.md", out / "r_stats.json"]
+    cfg = ScoringConfig(bootstrap=200, permutations=200, top_n_tokens=5)
+    scoring_stage(parts, *paths, cfg, seed=3)
+
+    scores = pd.read_parquet(paths[0])
+    assert len(scores) == 12 and set(scores["dictionary"]) == {"relu_1x"}
+    assert {"role", "layer", "dictionary", "feature", "selected", "explained", "explanation", "explanation_utility",
+            "token_utility", "unembed_utility", "n_active"} <= set(scores.columns)
+    base = scores[scores["role"] == "base"].set_index("feature")
+    # Latent 0 fires on the one " good" token only: its token utility is that word's.
+    assert base.loc[0, "n_active"] == 1 and base.loc[0, "token_utility"] == pytest.approx(vader["good"])
+    assert base.loc[5, "n_active"] == 0 and math.isnan(base.loc[5, "token_utility"])
+    assert scores["unembed_utility"].notna().all()
+    assert base["selected"].tolist() == [True, True, True, False, False, False]
+    assert base["explained"].tolist() == [True, True, False, True, False, False]
+    assert base.loc[0, "explanation_utility"] == pytest.approx(vader["good"])  # the frame is not content
+    assert math.isnan(base.loc[2, "explanation_utility"]) and math.isnan(base.loc[4, "explanation_utility"])
+
+    def no_nan(token):
+        raise AssertionError(f"{token} in the stats JSON")
+
+    stats = json.loads(paths[3].read_text(), parse_constant=no_nan)
+    role_keys = {"sum_abs_utility", "ci", "n_features", "n_failed", "random_baseline"}
+    measure_keys = {"mean_abs", "ci", "n_features", "random_mean_abs", "random_ci"}
+    diff_keys = {"rlhf_minus_base", "ci", "p_value"}
+    assert set(stats) == {"table3", "token_utility", "unembed_utility", "ci_level", "n_boot", "n_permutations", "seed"}
+    assert (stats["ci_level"], stats["n_boot"], stats["n_permutations"], stats["seed"]) == (0.95, 200, 200, 3)
+    t3 = stats["table3"]
+    assert set(t3) == {"base", "rlhf", "difference"} and set(t3["difference"]) == diff_keys
+    for role in ("base", "rlhf"):
+        assert set(t3[role]) == role_keys
+        assert set(t3[role]["random_baseline"]) == {"sum_abs_utility", "ci", "n_features"}
+    for measure in ("token_utility", "unembed_utility"):
+        assert set(stats[measure]) == {"base", "rlhf", "difference"}
+        assert set(stats[measure]["base"]) == set(stats[measure]["rlhf"]) == measure_keys
+        assert set(stats[measure]["difference"]) == diff_keys
+    # By hand: base |good| + |mean(great, happy)| over 2 explained features, 1 failed; random |sad| x 2.
+    base_sum = abs(vader["good"]) + abs((vader["great"] + vader["happy"]) / 2)
+    assert t3["base"]["sum_abs_utility"] == pytest.approx(base_sum)
+    assert (t3["base"]["n_features"], t3["base"]["n_failed"]) == (2, 1)
+    assert t3["base"]["random_baseline"]["sum_abs_utility"] == pytest.approx(abs(vader["sad"]) * 2)
+    assert t3["rlhf"]["sum_abs_utility"] == pytest.approx(abs(vader["terrible"]))  # "commas, in lists": 0
+    assert t3["rlhf"]["random_baseline"]["sum_abs_utility"] == pytest.approx(abs(vader["love"]) * 2)
+    assert t3["difference"]["rlhf_minus_base"] == pytest.approx(abs(vader["terrible"]) - base_sum)
+    lo, hi = t3["base"]["ci"]
+    assert lo <= base_sum <= hi
+
+    table3 = pd.read_csv(paths[1])
+    assert table3["role"].tolist() == ["base", "rlhf", "rlhf - base"]
+    assert table3.loc[0, "sum_abs_utility"] == pytest.approx(base_sum)
+    md = paths[2].read_text().splitlines()
+    assert len(md) == 5 and md[2].startswith("| base |")

@@ -1,0 +1,128 @@
+"""Per-feature utilities: of an explanation's words, of the tokens a feature fires on, and of the
+tokens its decoder direction promotes through the unembedding."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..rewards.utility_table import words_with_spans
+
+log = logging.getLogger(__name__)
+
+# The prompt asks for answers that start "This feature fires on"; that frame is not the explanation's
+# content, and "fire" is itself in VADER (-1.4), so small explainers' "The feature fire on ..." would
+# give every explanation the same negative utility.
+_FRAME = re.compile(r"^\W*(this|the)\s+(feature|neuron|latent)\s+(fires?|activates?|responds?|is active)\s+(on|to|for|when)\b",
+                    re.IGNORECASE)
+
+
+def explanation_utility(text: str | None, table: dict[str, float]) -> float:
+    """Mean utility of the words of ``text`` that are in the table (the answer frame "This feature
+    fires on" left out); 0 when none is (or no text)."""
+    content = _FRAME.sub("", text or "")
+    values = [table[w] for w, _ in words_with_spans(content) if w in table]
+    return float(np.mean(values)) if values else 0.0
+
+
+def word_utility(token: str, table: dict[str, float]) -> float:
+    """Utility of a token read as one word (stripped, lowercased); 0 unless it is exactly one lexicon word."""
+    words = words_with_spans(token)
+    return table.get(words[0][0], 0.0) if len(words) == 1 else 0.0
+
+
+def token_utilities(tokens: pd.DataFrame, table: dict[str, float]) -> np.ndarray:
+    """(n_tokens,) each token's utility: that of the word it lies in (0 outside lexicon words).
+
+    ``tokens``: rows in document order with ``doc_id`` and ``token_text`` (texts concatenate to
+    the document). A word split over several tokens gives its utility to each of them.
+    """
+    out = np.zeros(len(tokens))
+    doc = tokens["doc_id"].to_numpy()
+    texts = tokens["token_text"].tolist()
+    bounds = np.flatnonzero(np.r_[True, doc[1:] != doc[:-1], True])
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        pieces = texts[lo:hi]
+        ends = np.cumsum([len(p) for p in pieces])
+        starts = ends - np.array([len(p) for p in pieces])
+        for word, (ws, we) in words_with_spans("".join(pieces)):
+            u = table.get(word)
+            if u:
+                out[lo + np.flatnonzero((starts < we) & (ends > ws))] = u
+    return out
+
+
+def activation_weighted_utility(sae, x, token_util: np.ndarray, batch_size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """((m,) sum_t a_t u_t / sum_t a_t, (m,) active-token counts) of every latent over tokens ``x`` (n, d).
+
+    NaN for a latent that never fires.
+    """
+    weighted, total, counts = np.zeros(sae.m), np.zeros(sae.m), np.zeros(sae.m, dtype=np.int64)
+    u = torch.as_tensor(token_util, dtype=torch.float64)
+    with torch.no_grad():
+        for i in range(0, len(x), batch_size):
+            f = sae.encode(x[i:i + batch_size]).double()
+            weighted += (u[i:i + batch_size] @ f).numpy()
+            total += f.sum(0).numpy()
+            counts += (f > 0).sum(0).numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, weighted / total, np.nan), counts
+
+
+_FINAL_NORMS = ("norm", "final_layer_norm", "final_layernorm", "ln_f")
+
+
+def final_norm(model):
+    """The norm module applied just before the unembedding, or None if the model has none.
+
+    Llama/SmolLM2/Mistral/Qwen call it ``norm``, GPT-NeoX/Pythia ``final_layer_norm``, Phi
+    ``final_layernorm``, GPT-2/Falcon ``ln_f``; OPT keeps it under ``decoder``.
+    """
+    base = model.base_model
+    for owner in (base, getattr(base, "decoder", None)):
+        for name in _FINAL_NORMS:
+            module = getattr(owner, name, None) if owner is not None else None
+            if isinstance(module, torch.nn.Module) and getattr(module, "weight", None) is not None:
+                return module
+    return None
+
+
+def vocab_utilities(tokenizer, table: dict[str, float]) -> np.ndarray:
+    """(vocab,) utility of every token read as one word."""
+    texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
+    return np.array([word_utility(t, table) for t in texts])
+
+
+def unembed_utility(atoms: torch.Tensor, model, vocab_util: np.ndarray, top_n: int) -> np.ndarray:
+    """(m,) mean utility of the ``top_n`` tokens each decoder atom (m, d) promotes most.
+
+    A direction added to the residual stream reaches the logits through the final norm and the
+    unembedding (m, d) -> (m, vocab). The norm's division by the token's RMS/std is one positive
+    scalar per token, so it cannot change which tokens rank highest, and is left out; its
+    elementwise weight rescales each dimension differently, so it is applied. LayerNorm (GPT-NeoX,
+    GPT-2) also subtracts the mean over dimensions, so the direction is centred first; its bias
+    adds the same logits whatever the feature, so it is left out too.
+    """
+    unembed = model.get_output_embeddings()
+    if unembed is None:
+        raise ValueError(f"{type(model).__name__} has no output embedding (get_output_embeddings() is None): "
+                         "the unembedding utility needs a causal LM with an lm_head")
+    with torch.no_grad():
+        directions = atoms.detach().float()
+        norm = final_norm(model)
+        if norm is None:
+            log.warning("%s: no final norm found (looked for %s); using the raw decoder directions",
+                        type(model).__name__, ", ".join(_FINAL_NORMS))
+        else:
+            if isinstance(norm, torch.nn.LayerNorm):
+                directions = directions - directions.mean(dim=1, keepdim=True)
+            directions = directions * norm.weight.detach().float()
+        logits = directions @ unembed.weight.detach().float().T  # (m, vocab)
+        # The lm_head may be padded past the tokenizer's vocabulary; those rows are no tokens.
+        logits = logits[:, : len(vocab_util)]
+        top = logits.topk(min(top_n, logits.shape[1]), dim=1).indices.numpy()
+    return vocab_util[top].mean(axis=1)
