@@ -27,6 +27,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from .atomic import atomic_file, write_json, write_parquet
+from .bootstrap import bootstrap_ci
 
 log = logging.getLogger(__name__)
 
@@ -60,17 +61,6 @@ def hungarian(A, B) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     cos = cosine_matrix(A, B).numpy()
     rows, cols = linear_sum_assignment(cos, maximize=True)
     return rows, cols, cos[rows, cols]
-
-
-def bootstrap_ci(values, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap CI of the mean of ``values``."""
-    v = np.asarray(values, dtype=np.float64)
-    if len(v) == 0 or n_boot <= 0:
-        return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    means = v[rng.integers(0, len(v), size=(n_boot, len(v)))].mean(axis=1)
-    alpha = (1 - level) / 2
-    return float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
 
 
 class _CorrAccumulator:

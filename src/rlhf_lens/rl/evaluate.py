@@ -13,12 +13,12 @@ import logging
 import os
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 from tqdm import tqdm
 
 from ..atomic import write_json, write_parquet
+from ..bootstrap import bootstrap_ci
 from ..models import load_prepared
 from ..rewards import Reward
 from .config import EvalConfig, PPOConfig
@@ -27,16 +27,6 @@ from .text import check_context, decode_with_spans, tokenize_prompts
 from .train import read_prompts
 
 log = logging.getLogger(__name__)
-
-
-def bootstrap_ci(per_unit: np.ndarray, n_boot: int = 2000, seed: int = 0, level: float = 0.95):
-    """Mean of ``per_unit`` (one value per prompt) and its percentile bootstrap CI (lo, hi)."""
-    per_unit = np.asarray(per_unit, dtype=np.float64)
-    rng = np.random.default_rng(seed)
-    means = per_unit[rng.integers(0, len(per_unit), size=(n_boot, len(per_unit)))].mean(1)
-    alpha = (1 - level) / 2
-    lo, hi = np.quantile(means, [alpha, 1 - alpha])
-    return float(per_unit.mean()), float(lo), float(hi)
 
 
 @torch.no_grad()
@@ -97,7 +87,7 @@ def evaluate_policy(base_dir: str | os.PathLike, policy_dir: str | os.PathLike, 
                "response_tokens": ppo.response_max_tokens, "bootstrap": n, "seed": seed}
     for key, values in (("base", per_prompt["base"]), ("policy", per_prompt["policy"]),
                         ("difference", per_prompt["policy"] - per_prompt["base"]), ("kl", kl_prompt)):
-        mean, lo, hi = bootstrap_ci(values.to_numpy(), n, seed)
+        mean, (lo, hi) = float(values.to_numpy().mean()), bootstrap_ci(values.to_numpy(), n, 0.95, seed)
         name = key if key == "kl" else f"reward_{key}" if key != "difference" else "reward_difference"
         summary[f"{name}_mean" if key != "difference" else name] = mean
         summary[f"{name}_ci95"] = [lo, hi]

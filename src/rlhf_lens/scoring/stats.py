@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from ..features import bootstrap_ci
+from ..bootstrap import bootstrap_ci
 from .config import ScoringConfig
 
 
