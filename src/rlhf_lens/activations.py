@@ -195,6 +195,12 @@ def read_corpus(path: str | os.PathLike, corpus: str = "rl_eval", text_column: s
     return texts[:max_docs] if max_docs else texts
 
 
+def token_texts(tokenizer) -> list[str]:
+    """Every vocabulary token's text as it reads in a document (" great", not the piece "Ġgreat"), so
+    a document's token texts concatenate back to its text, for explainers and the utility scores."""
+    return tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
+
+
 def tokenize_corpus(tokenizer, texts: list[str], max_length: int, max_tokens: int):
     """(token ids per kept text, kept texts): special tokens the tokenizer adds included, until max_tokens valid tokens."""
     special = set(tokenizer.all_special_ids)
@@ -271,9 +277,7 @@ def extract_activations(model, tokenizer, texts: list[str], layers: list[int], o
         raise ActivationStoreError("the corpus has no text with a non-special token")
     special = np.array(sorted(set(tokenizer.all_special_ids)), dtype=np.int64)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    # Each token's text as it reads in the document (" great", not the vocabulary piece "Ġgreat"), so
-    # a document's token texts concatenate back to its text, for explainers and the utility scores.
-    vocab = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
+    vocab = token_texts(tokenizer)
     # Sorting by length keeps padding small; doc ids stay the corpus order.
     order = sorted(range(len(docs)), key=lambda i: len(docs[i]))
     n_tokens = 0

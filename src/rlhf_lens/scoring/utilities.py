@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..activations import token_texts
 from ..rewards.utility_table import words_with_spans
 
 log = logging.getLogger(__name__)
@@ -93,8 +94,7 @@ def final_norm(model):
 
 def vocab_utilities(tokenizer, table: dict[str, float]) -> np.ndarray:
     """(vocab,) utility of every token read as one word."""
-    texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
-    return np.array([word_utility(t, table) for t in texts])
+    return np.array([word_utility(t, table) for t in token_texts(tokenizer)])
 
 
 def unembed_utility(atoms: torch.Tensor, model, vocab_util: np.ndarray, top_n: int) -> np.ndarray:
