@@ -19,7 +19,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from rlhf_lens.config import ModelConfig  # noqa: E402
+from rlhf_lens.models import ModelConfig  # noqa: E402
 from rlhf_lens.model_specs import resolve_spec  # noqa: E402
 from rlhf_lens.models import load_prepared, prepare_model  # noqa: E402
 

@@ -30,7 +30,7 @@ def tiny_model_dir(tmp_path_factory, tokenizer) -> Path:
 @pytest.fixture(scope="session")
 def smollm2_dir(tmp_path_factory) -> Path:
     """The real default model, SmolLM2-135M-Instruct, prepared from its packaged GGUF (about 30 s)."""
-    from rlhf_lens.config import ModelConfig
+    from rlhf_lens.models import ModelConfig
     from rlhf_lens.models import prepare_model
 
     from tiny_models import DEFAULT_SPEC

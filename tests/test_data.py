@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from rlhf_lens.config import PromptsConfig
+from rlhf_lens.data.prompts import PromptsConfig
 from rlhf_lens.data import builtin_texts, load_texts, make_prompt_splits, split_texts
 from rlhf_lens.data.prompts import DataError
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from rlhf_lens.config import ModelConfig
+from rlhf_lens.models import ModelConfig
 from rlhf_lens.devices import pick_device
 from rlhf_lens.model_specs import ModelSpecError, resolve_spec
 from rlhf_lens.models import load_prepared, prepare_model

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rlhf_lens.activations import find_blocks, site_module
+from rlhf_lens.model_parts import find_blocks, site_module
 from rlhf_lens.sae.metrics import ReconstructionStats, explained_variance, spliced_losses
 
 

@@ -1,6 +1,6 @@
 """Rule prepare_model: config['model'] -> resources/models/{model}/."""
 
-from rlhf_lens.config import ModelConfig
+from rlhf_lens.models import ModelConfig
 from rlhf_lens.jobs import start_job
 from rlhf_lens.models import prepare_model
 

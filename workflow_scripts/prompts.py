@@ -1,6 +1,6 @@
 """Rule prompts: config['prompts'] -> results/{run}/prompts/{train,eval}.parquet."""
 
-from rlhf_lens.config import PromptsConfig
+from rlhf_lens.data.prompts import PromptsConfig
 from rlhf_lens.data import make_prompt_splits
 from rlhf_lens.jobs import start_job
 

@@ -37,12 +37,10 @@ import torch
 from tqdm import tqdm
 
 from .atomic import atomic_dir
+from .model_parts import SITES, check_layers, find_blocks, output_tensor, pad_token_id, site_module, token_texts
 
 log = logging.getLogger(__name__)
 
-SITES = ("mlp_out", "resid_post")
-_MLP_NAMES = ("mlp", "feed_forward", "ffn")
-_BLOCK_PATHS = ("model.layers", "gpt_neox.layers", "transformer.h", "model.decoder.layers", "layers")
 
 
 class ActivationStoreError(ValueError):
@@ -69,60 +67,6 @@ class ActivationsConfig:
     """Texts per forward pass."""
     shard_tokens: int = 4096
     """Rows per parquet shard: bounds the memory held per layer."""
-
-
-# --------------------------------------------------------------------------- model plumbing
-
-
-def find_blocks(model) -> torch.nn.ModuleList:
-    """The ModuleList of transformer blocks of a causal LM (Llama, GPT-NeoX, GPT-2 families, ...)."""
-    for path in _BLOCK_PATHS:
-        obj = model
-        for part in path.split("."):
-            obj = getattr(obj, part, None)
-            if obj is None:
-                break
-        if isinstance(obj, torch.nn.ModuleList) and len(obj):
-            return obj
-    n = getattr(model.config, "num_hidden_layers", None)
-    for _name, module in model.named_modules():
-        if isinstance(module, torch.nn.ModuleList) and len(module) == n:
-            return module
-    raise ValueError(f"cannot find the transformer blocks of {type(model).__name__}: looked for "
-                     f"{', '.join(_BLOCK_PATHS)} and a ModuleList of num_hidden_layers={n} modules")
-
-
-def site_module(block: torch.nn.Module, site: str, layer: int) -> torch.nn.Module:
-    """The module whose forward output is the activation at ``site`` of ``block``."""
-    if site not in SITES:
-        raise ValueError(f"unknown hook site {site!r} (config key 'activations.site'): expected one of {', '.join(SITES)}")
-    if site == "resid_post":
-        return block
-    for name in _MLP_NAMES:
-        module = getattr(block, name, None)
-        if isinstance(module, torch.nn.Module):
-            return module
-    raise ValueError(f"hook site 'mlp_out' (config key 'activations.site'): block {layer} "
-                     f"({type(block).__name__}) has no MLP submodule named {', '.join(_MLP_NAMES)}; "
-                     "use resid_post")
-
-
-def check_layers(layers, n_layers: int, source: str = "layers") -> list[int]:
-    """Validate block indices against the model's depth; returns them sorted and unique."""
-    bad = [L for L in layers if not isinstance(L, int) or L < 0 or L >= n_layers]
-    if bad or not layers:
-        raise ValueError(f"{source}: layer index(es) {bad or layers} out of range: the model has {n_layers} "
-                         f"blocks, expected integers in 0..{n_layers - 1}")
-    return sorted(set(layers))
-
-
-def output_tensor(output):
-    """The hidden-state tensor of a module's output (blocks may return a tuple)."""
-    return output[0] if isinstance(output, tuple) else output
-
-
-def replace_output(output, new: torch.Tensor):
-    return (new, *output[1:]) if isinstance(output, tuple) else new
 
 
 class _StopForward(Exception):
@@ -193,12 +137,6 @@ def read_corpus(path: str | os.PathLike, corpus: str = "rl_eval", text_column: s
         texts = df[text_column].astype(str).tolist()
     texts = list(dict.fromkeys(t for t in texts if t.strip()))
     return texts[:max_docs] if max_docs else texts
-
-
-def token_texts(tokenizer) -> list[str]:
-    """Every vocabulary token's text as it reads in a document (" great", not the piece "Ġgreat"), so
-    a document's token texts concatenate back to its text, for explainers and the utility scores."""
-    return tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
 
 
 def tokenize_corpus(tokenizer, texts: list[str], max_length: int, max_tokens: int):
@@ -276,7 +214,7 @@ def extract_activations(model, tokenizer, texts: list[str], layers: list[int], o
     if not docs:
         raise ActivationStoreError("the corpus has no text with a non-special token")
     special = np.array(sorted(set(tokenizer.all_special_ids)), dtype=np.int64)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad_id = pad_token_id(tokenizer)
     vocab = token_texts(tokenizer)
     # Sorting by length keeps padding small; doc ids stay the corpus order.
     order = sorted(range(len(docs)), key=lambda i: len(docs[i]))

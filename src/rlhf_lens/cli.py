@@ -83,9 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         print(config_reference(load_schema(args.schema)), end="")
         return 0
     if args.command == "prepare-model":
-        from .config import ModelConfig
         from .logs import setup_logging
-        from .models import prepare_model
+        from .models import ModelConfig, prepare_model
 
         setup_logging()
         prepare_model(ModelConfig(name=Path(args.out).name, spec=args.spec, dtype=args.dtype,

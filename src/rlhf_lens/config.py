@@ -261,42 +261,6 @@ def load_config(path: str | os.PathLike, schema_path: str | os.PathLike = DEFAUL
 
 
 @dataclass(frozen=True)
-class ModelConfig:
-    """The base model (``model:`` in config.yaml)."""
-
-    name: str
-    """Folder name of the prepared model: resources/models/{name}/."""
-    spec: str
-    """Hub id, local folder, local .gguf or package:<pkg>/<file> (see rlhf_lens.model_specs)."""
-    revision: str | None = None
-    """Hub revision for hub ids; None for the default branch."""
-    trust_remote_code: bool = False
-    """Allow the model repository's own Python code."""
-    dtype: str = "float32"
-    """Floating-point type of the saved weights: float32, bfloat16 or float16."""
-
-
-@dataclass(frozen=True)
-class PromptsConfig:
-    """The prompt texts (``prompts:`` in config.yaml)."""
-
-    source: str = "builtin"
-    """builtin, a .parquet/.csv/.jsonl file, or hf:<dataset id or local dataset folder>."""
-    text_column: str = "text"
-    """Column holding the text in file and dataset sources."""
-    hf_split: str = "train"
-    """Split read from a Hugging Face dataset."""
-    hf_config: str | None = None
-    """Configuration name of a Hugging Face dataset."""
-    max_words: int | None = None
-    """Cut each text to its first N words; None keeps whole texts."""
-    max_texts: int | None = None
-    """Use at most this many texts (a seeded sample); None uses all."""
-    eval_fraction: float = 0.2
-    """Fraction held out for evaluation, in (0, 1)."""
-
-
-@dataclass(frozen=True)
 class Resources:
     """Compute one rule's job declares (``resources:`` in config.yaml, after per-rule overrides)."""
 
@@ -310,28 +274,22 @@ class Resources:
     """Wall-clock limit per job in minutes, before scaling by the attempt number."""
 
 
-@dataclass(frozen=True)
-class FeaturesConfig:
-    """Dictionary matching (``features:`` in config.yaml)."""
-
-    top_k: int = 10
-    """Best-matched small-dictionary features kept per (role, layer)."""
-    bootstrap: int = 1000
-    """Bootstrap resamples for confidence intervals; 0 skips them."""
-    ci_level: float = 0.95
-    """Confidence level of the bootstrap intervals."""
-
-
 def _pick(cls, mapping: dict):
     names = cls.__dataclass_fields__.keys()
     return cls(**{k: v for k, v in mapping.items() if k in names})
 
 
-def model_config(config: dict) -> ModelConfig:
+def model_config(config: dict):
+    """Typed view of ``model:`` (rlhf_lens.models.ModelConfig)."""
+    from .models import ModelConfig
+
     return _pick(ModelConfig, config["model"])
 
 
-def prompts_config(config: dict) -> PromptsConfig:
+def prompts_config(config: dict):
+    """Typed view of ``prompts:`` (rlhf_lens.data.prompts.PromptsConfig)."""
+    from .data.prompts import PromptsConfig
+
     return _pick(PromptsConfig, config["prompts"])
 
 
@@ -349,11 +307,6 @@ def rule_resources(config: dict, rule: str) -> Resources:
     return _pick(Resources, base)
 
 
-def divergence_top_n(config: dict) -> int:
-    """Number of most-changed blocks studied (``divergence.top_n``)."""
-    return int(config["divergence"]["top_n"])
-
-
 def activations_config(config: dict):
     """Typed view of ``activations:`` (rlhf_lens.activations.ActivationsConfig)."""
     from .activations import ActivationsConfig
@@ -369,7 +322,10 @@ def sae_config(config: dict):
     return _pick(SAEStageConfig, raw)
 
 
-def features_config(config: dict) -> FeaturesConfig:
+def features_config(config: dict):
+    """Typed view of ``features:`` (rlhf_lens.features.FeaturesConfig)."""
+    from .features import FeaturesConfig
+
     return _pick(FeaturesConfig, config["features"])
 
 

@@ -14,7 +14,7 @@ import os
 import pandas as pd
 import torch
 
-from .activations import find_blocks
+from .model_parts import find_blocks
 from .atomic import atomic_file, write_json, write_parquet
 
 log = logging.getLogger(__name__)

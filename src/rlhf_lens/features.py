@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,18 @@ from .atomic import atomic_file, write_json, write_parquet
 from .bootstrap import bootstrap_ci
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FeaturesConfig:
+    """Dictionary matching (``features:`` in config.yaml)."""
+
+    top_k: int = 10
+    """Best-matched small-dictionary features kept per (role, layer)."""
+    bootstrap: int = 1000
+    """Bootstrap resamples for confidence intervals; 0 skips them."""
+    ci_level: float = 0.95
+    """Confidence level of the bootstrap intervals."""
 
 
 def unit_rows(D) -> torch.Tensor:

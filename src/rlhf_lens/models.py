@@ -12,13 +12,29 @@ from __future__ import annotations
 import json
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from .atomic import atomic_dir
-from .config import ModelConfig
 from .model_specs import ModelSpec, resolve_spec
 
 log = logging.getLogger(__name__)
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The base model (``model:`` in config.yaml)."""
+
+    name: str
+    """Folder name of the prepared model: resources/models/{name}/."""
+    spec: str
+    """Hub id, local folder, local .gguf or package:<pkg>/<file> (see rlhf_lens.model_specs)."""
+    revision: str | None = None
+    """Hub revision for hub ids; None for the default branch."""
+    trust_remote_code: bool = False
+    """Allow the model repository's own Python code."""
+    dtype: str = "float32"
+    """Floating-point type of the saved weights: float32, bfloat16 or float16."""
+
 
 _DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
 

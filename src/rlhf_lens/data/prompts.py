@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -22,9 +23,28 @@ import numpy as np
 import pandas as pd
 
 from ..atomic import write_parquet
-from ..config import PromptsConfig
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PromptsConfig:
+    """The prompt texts (``prompts:`` in config.yaml)."""
+
+    source: str = "builtin"
+    """builtin, a .parquet/.csv/.jsonl file, or hf:<dataset id or local dataset folder>."""
+    text_column: str = "text"
+    """Column holding the text in file and dataset sources."""
+    hf_split: str = "train"
+    """Split read from a Hugging Face dataset."""
+    hf_config: str | None = None
+    """Configuration name of a Hugging Face dataset."""
+    max_words: int | None = None
+    """Cut each text to its first N words; None keeps whole texts."""
+    max_texts: int | None = None
+    """Use at most this many texts (a seeded sample); None uses all."""
+    eval_fraction: float = 0.2
+    """Fraction held out for evaluation, in (0, 1)."""
 
 
 class DataError(ValueError):

@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from ..atomic import write_json, write_parquet
 from ..bootstrap import bootstrap_ci
+from ..model_parts import pad_token_id
 from ..models import load_prepared
 from ..rewards import Reward
 from .config import EvalConfig, PPOConfig
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 def sample_and_score(model, scorer_models: dict, tokenizer, reward: Reward, queries, ppo: PPOConfig,
                      samples: int, batch_size: int, device: str, desc: str) -> pd.DataFrame:
     """Sample ``samples`` responses per query from ``model``; score them; log-probs under ``scorer_models``."""
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad_id = pad_token_id(tokenizer)
     jobs = [(p, s) for p in range(len(queries)) for s in range(samples)]
     rows = []
     for start in tqdm(range(0, len(jobs), batch_size), desc=desc, mininterval=5):

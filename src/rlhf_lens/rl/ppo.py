@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..model_parts import pad_token_id
 from .advantages import KLController, gae, masked_mean, masked_whiten
 from .config import PPOConfig
 
@@ -162,7 +163,7 @@ class PPOTrainer:
                                            eps=config.adam_eps)
         self.kl = KLController(config.init_kl_coef, config.target_kl if config.adaptive_kl else None,
                                config.kl_horizon)
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.pad_id = pad_token_id(tokenizer)
         self.eos_id = tokenizer.eos_token_id
 
     # ------------------------------------------------------------------ sampling

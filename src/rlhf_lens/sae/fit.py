@@ -17,7 +17,8 @@ from pathlib import Path
 
 import torch
 
-from ..activations import find_blocks, read_docs, read_layer, read_manifest, site_module, split_docs
+from ..activations import read_docs, read_layer, read_manifest, split_docs
+from ..model_parts import find_blocks, pad_token_id, site_module
 from ..atomic import atomic_dir, write_json
 from .io import save_sae
 from .metrics import finite, reconstruction_metrics, spliced_losses
@@ -144,6 +145,5 @@ def _spliced(store, layer, manifest, saes: dict, mean_vector, eval_ids, model_di
     docs = read_docs(store)
     streams = [list(docs.loc[i, "token_ids"]) for i in eval_ids]
     module = site_module(blocks[layer], manifest["site"], layer)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     return spliced_losses(model, module, {n: s.to(device) for n, s in saes.items()}, streams, exclude=set(tokenizer.all_special_ids), mean_vector=mean_vector,
-                          pad_id=pad, device=device, max_tokens=cfg.ce_eval_tokens)
+                          pad_id=pad_token_id(tokenizer), device=device, max_tokens=cfg.ce_eval_tokens)

@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from ..model_parts import output_tensor, replace_output
+
 DENSE_THRESHOLD = 0.1
 
 
@@ -127,7 +129,6 @@ def spliced_losses(model, module: torch.nn.Module, sae, docs: list[list[int]], e
     only when ``mean_vector`` (d,) is given). Returns mean CE (nats/token) of each, KL(clean ||
     spliced) in nats/token, and the fraction of CE recovered against each ablation.
     """
-    from ..activations import output_tensor, replace_output
 
     mode = {"kind": None}
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..activations import token_texts
+from ..model_parts import token_texts
 from ..rewards.utility_table import words_with_spans
 
 log = logging.getLogger(__name__)
