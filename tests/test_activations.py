@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from rlhf_lens.activations import (ActivationsConfig, ActivationStoreError, capture, extract_activations, read_corpus,
-                                   read_docs, read_layer)
+                                   read_docs, read_layer, split_docs)
 from rlhf_lens.model_parts import find_blocks
 from rlhf_lens.models import load_prepared
 
@@ -21,9 +23,11 @@ def tiny(tiny_model_dir):
     return load_prepared(tiny_model_dir)
 
 
-def _store(tmp_path, model, tok, site="mlp_out", layers=(0, 1), shard_tokens=7, name="store"):
-    cfg = ActivationsConfig(site=site, max_tokens=1000, max_length=16, batch_size=3, shard_tokens=shard_tokens)
-    extract_activations(model, tok, TEXTS, list(layers), tmp_path / name, cfg)
+def _store(tmp_path, model, tok, site="mlp_out", layers=(0, 1), shard_tokens=7, name="store", skip_first=0,
+           texts=TEXTS, max_tokens=1000):
+    cfg = ActivationsConfig(site=site, max_tokens=max_tokens, max_length=16, batch_size=3, shard_tokens=shard_tokens,
+                            skip_first_positions=skip_first)
+    extract_activations(model, tok, texts, list(layers), tmp_path / name, cfg)
     return tmp_path / name
 
 
@@ -105,10 +109,74 @@ def test_corrupted_shard_is_named(tmp_path, tiny):
 
 
 def test_rl_eval_corpus(tmp_path):
-    df = pd.DataFrame({"prompt": ["A", "A", "B"], "model": ["base", "base", "policy"], "sample": [0, 0, 0],
-                       "response": [" good", " good", " bad"], "reward": [1.0, 1.0, -1.0]})
+    df = pd.DataFrame({"prompt": ["A", "A", "B"], "model": ["base", "base", "policy"], "prompt_index": [0, 0, 1],
+                       "sample": [0, 0, 0], "response": [" good", " good", " bad"], "reward": [1.0, 1.0, -1.0]})
     df.to_parquet(tmp_path / "eval.parquet")
-    assert read_corpus(tmp_path / "eval.parquet") == ["A good", "B bad"]
+    corpus = read_corpus(tmp_path / "eval.parquet")
+    assert sorted(corpus["text"]) == ["A good", "B bad"]  # the duplicate is dropped
+    assert dict(zip(corpus["text"], corpus["model"])) == {"A good": "base", "B bad": "policy"}
+    assert dict(zip(corpus["text"], corpus["group"])) == {"A good": 0, "B bad": 1}
     with pytest.raises(ActivationStoreError, match="no column 'body'"):
         read_corpus(tmp_path / "eval.parquet", corpus="file", text_column="body")
-    assert np.isfinite(len(read_corpus(tmp_path / "eval.parquet", max_docs=1)))
+    assert len(read_corpus(tmp_path / "eval.parquet", max_docs=1)) == 1
+    df.drop(columns=["prompt_index"]).to_parquet(tmp_path / "old.parquet")
+    with pytest.raises(ActivationStoreError, match=r"missing column\(s\) \['prompt_index'\]"):
+        read_corpus(tmp_path / "old.parquet")
+
+
+def _eval_table(n_prompts=12, samples=4):
+    """An rl_eval table laid out as rl/evaluate.py writes it: every base row, then every policy row."""
+    rows = [{"prompt": f"Prompt {p} was", "model": m, "prompt_index": p, "sample": s,
+             "response": f" {'fine and calm' if m == 'base' else 'wonderful, lovely, great'} take {s}", "reward": 0.0}
+            for m in ("base", "policy") for p in range(n_prompts) for s in range(samples)]
+    return pd.DataFrame(rows)
+
+
+def test_a_token_budget_keeps_policy_text_and_whole_prompt_groups(tmp_path, tiny):
+    """Read in file order, a budget smaller than the base half keeps no policy text (the first wave's
+    store held none); the corpus order keeps both models and records each document's source."""
+    model, tok = tiny
+    _eval_table().to_parquet(tmp_path / "eval.parquet")
+    corpus = read_corpus(tmp_path / "eval.parquet", seed=3)
+    store = _store(tmp_path, model, tok, layers=[0], texts=corpus, max_tokens=400)
+    docs, manifest = read_docs(store), json.loads((store / "manifest.json").read_text())
+    assert set(docs["model"]) == {"base", "policy"}
+    assert 0.4 <= manifest["policy_token_share"] <= 0.6
+    assert manifest["n_tokens_by_model"]["policy"] + manifest["n_tokens_by_model"]["base"] == manifest["n_tokens"]
+    # Documents keep their source: the text is the prompt + that model's response of that sample.
+    table = _eval_table().set_index(["model", "prompt_index", "sample"])
+    for row in docs.itertuples():
+        src = table.loc[(row.model, row.prompt_index, row.sample)]
+        assert row.text == src["prompt"] + src["response"] and row.group == row.prompt_index
+    # Every prompt group but the last one cut by the budget is complete (4 samples x 2 models).
+    sizes = docs.groupby("group", sort=False).size()  # groups in store order
+    assert len(sizes) >= 3 and (sizes.iloc[:-1] == 8).all()
+    # The order is seeded: another seed, another order of prompts; the same seed, the same store.
+    assert read_corpus(tmp_path / "eval.parquet", seed=4)["prompt_index"].tolist() != corpus["prompt_index"].tolist()
+    assert read_corpus(tmp_path / "eval.parquet", seed=3).equals(corpus)
+
+
+def test_first_positions_are_left_out(tmp_path, tiny):
+    """SmolLM2's tokenizer adds no BOS: position 0 is a content token and an attention sink."""
+    model, tok = tiny
+    assert tok("The film")["input_ids"][0] not in tok.all_special_ids  # no BOS: the premise of the default 1
+    full = _store(tmp_path, model, tok, layers=[0], name="full")
+    cut = _store(tmp_path, model, tok, layers=[0], name="cut", skip_first=1)
+    rows_full, x_full = read_layer(full, 0)
+    rows_cut, x_cut = read_layer(cut, 0)
+    assert rows_cut["position"].min() >= 1 and (rows_full["position"] == 0).sum() == len(TEXTS)
+    keep = (rows_full["position"] >= 1).to_numpy()
+    pd.testing.assert_frame_equal(rows_full[keep].reset_index(drop=True), rows_cut)
+    assert torch.equal(x_full[keep], x_cut)
+    assert json.loads((cut / "manifest.json").read_text())["n_tokens"] == len(rows_cut)
+
+
+def test_split_docs_keeps_prompt_groups_on_one_side():
+    groups = np.repeat(np.arange(30), 8)  # 30 prompts x (4 samples x 2 models)
+    train, held = split_docs(groups, 0.2, seed=0)
+    assert not set(groups[train]) & set(groups[held])
+    assert len(set(groups[held])) == 6 and len(train) + len(held) == len(groups)
+    assert sorted(np.concatenate([train, held])) == list(range(len(groups)))
+    # One document per group when given a count, as before.
+    train, held = split_docs(10, 0.2, seed=0)
+    assert len(held) == 2 and len(train) == 8

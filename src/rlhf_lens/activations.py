@@ -10,12 +10,15 @@ The forward pass stops after the deepest block needed (a hook raises a private e
 extracting block 3 of a 30-block model costs about 4 blocks of compute and no unembedding.
 Both roles (base, rlhf) read identical token streams: the corpus is tokenised with one
 tokenizer (the base model's), truncated the same way, and the token ids are stored.
-BOS, padding and every other special token are excluded from the store.
+BOS, padding and every other special token are excluded from the store, and so are the first
+``skip_first_positions`` positions of each document (an attention sink without BOS).
 
 Layout of one store folder (``activations/{reward}/{role}/``)::
 
-    manifest.json              site, layers, d_model, n_docs, n_tokens, model and tokenizer folders
-    docs.parquet               doc_id, token_ids (list<int32>, the full stream the model saw), text
+    manifest.json              site, layers, d_model, n_docs, n_tokens, documents and tokens per source
+                               model, policy_token_share, n_groups, model and tokenizer folders
+    docs.parquet               doc_id, token_ids (list<int32>, the full stream the model saw), text,
+                               model, prompt_index, sample, group (``SOURCE_COLUMNS``)
     layer{L}/part-00000.parquet  doc_id, position, token_id, token_text, vector (list<float32>, d_model)
 
 Memory stays bounded: at most ``shard_tokens`` rows per layer are held before a shard is written.
@@ -59,14 +62,17 @@ class ActivationsConfig:
     """Column holding the text when corpus is a file."""
     max_docs: int | None = None
     """Use at most this many texts (the first ones, in corpus order); None uses all."""
-    max_tokens: int = 8000
-    """Stop adding texts once this many (non-special) tokens are stored."""
+    max_tokens: int = 6000
+    """Stop adding texts once this many storable tokens (non-special, past skip_first_positions) are kept."""
     max_length: int = 128
     """Truncate each text to this many tokens (special tokens included)."""
     batch_size: int = 16
     """Texts per forward pass."""
     shard_tokens: int = 4096
     """Rows per parquet shard: bounds the memory held per layer."""
+    skip_first_positions: int = 1
+    """Leave out the first N positions of every document: without a BOS token the first content token is
+    an attention sink (SmolLM2 block 28: 4% of the tokens, 95% of the variance around the mean)."""
 
 
 class _StopForward(Exception):
@@ -104,24 +110,42 @@ def capture(model, layers: list[int], site: str, input_ids, attention_mask) -> d
 # --------------------------------------------------------------------------- corpus
 
 
-def read_corpus(path: str | os.PathLike, corpus: str = "rl_eval", text_column: str = "text",
-                max_docs: int | None = None) -> list[str]:
-    """The texts activations are recorded on, in a fixed order.
+SOURCE_COLUMNS = ("model", "prompt_index", "sample", "group")
+"""Where each document came from (docs.parquet): the model that wrote it (base, policy, or file), the
+prompt it answers and which sample, and its prompt group: documents of one group share a prefix, so
+splits into training and held-out data are made by group, never by document."""
 
-    ``rl_eval``: ``path`` is rl/{reward}/eval.parquet (prompt, model, sample, response, reward);
-    each row gives prompt + response, duplicates dropped. Otherwise ``path`` is a text file
-    table with ``text_column``.
+
+def read_corpus(path: str | os.PathLike, corpus: str = "rl_eval", text_column: str = "text",
+                max_docs: int | None = None, seed: int = 0) -> pd.DataFrame:
+    """The documents activations are recorded on, in a fixed order: columns text + ``SOURCE_COLUMNS``.
+
+    ``rl_eval``: ``path`` is rl/{reward}/eval.parquet (prompt, model, prompt_index, sample, response);
+    each row gives prompt + response. Prompts come in a seeded order and, within a prompt, base and
+    policy samples alternate, so any cut (``max_docs``, ``max_tokens``) keeps the two models balanced
+    and whole prompt groups together. (eval.parquet lists every base row before any policy row: read
+    in file order, a token budget keeps no policy text at all.) Otherwise ``path`` is a table with
+    ``text_column``, read in file order, each row its own group. Duplicate texts are dropped.
     """
     path = Path(path)
     if not path.is_file():
         raise ActivationStoreError(f"{path}: corpus file does not exist")
     if corpus == "rl_eval":
         df = pd.read_parquet(path)
-        missing = {"prompt", "response"} - set(df.columns)
+        missing = {"prompt", "response", "model", "prompt_index", "sample"} - set(df.columns)
         if missing:
-            raise ActivationStoreError(f"{path}: missing column(s) {sorted(missing)}; expected prompt, response "
-                                       "(rl_eval output)")
-        texts = (df["prompt"].astype(str) + df["response"].astype(str)).tolist()
+            raise ActivationStoreError(f"{path}: missing column(s) {sorted(missing)}; expected prompt, response, "
+                                       "model, prompt_index, sample (rl_eval output)")
+        frame = pd.DataFrame({"text": df["prompt"].astype(str) + df["response"].astype(str),
+                              "model": df["model"].astype(str), "prompt_index": df["prompt_index"].astype(np.int64),
+                              "sample": df["sample"].astype(np.int64)})
+        frame["group"] = frame["prompt_index"]
+        prompts = np.sort(frame["prompt_index"].unique())
+        rank = {int(p): r for r, p in enumerate(np.random.default_rng(seed).permutation(prompts))}
+        frame["_prompt_rank"] = frame["prompt_index"].map(rank)
+        frame["_model_rank"] = frame["model"].map({"base": 0, "policy": 1}).fillna(2)
+        frame = frame.sort_values(["_prompt_rank", "sample", "_model_rank"], kind="stable")
+        frame = frame.drop(columns=["_prompt_rank", "_model_rank"])
     else:
         if path.suffix == ".parquet":
             df = pd.read_parquet(path)
@@ -134,22 +158,32 @@ def read_corpus(path: str | os.PathLike, corpus: str = "rl_eval", text_column: s
         if text_column not in df.columns:
             raise ActivationStoreError(f"{path}: no column {text_column!r} (config key 'activations.text_column'); "
                                        f"columns are {list(df.columns)}")
-        texts = df[text_column].astype(str).tolist()
-    texts = list(dict.fromkeys(t for t in texts if t.strip()))
-    return texts[:max_docs] if max_docs else texts
+        frame = corpus_frame(df[text_column].astype(str).tolist())
+    frame = frame[frame["text"].str.strip() != ""].drop_duplicates("text").reset_index(drop=True)
+    return frame.iloc[:max_docs].reset_index(drop=True) if max_docs else frame
 
 
-def tokenize_corpus(tokenizer, texts: list[str], max_length: int, max_tokens: int):
-    """(token ids per kept text, kept texts): special tokens the tokenizer adds included, until max_tokens valid tokens."""
+def corpus_frame(texts) -> pd.DataFrame:
+    """A corpus table (text + ``SOURCE_COLUMNS``) for plain texts: model "file", each text its own group."""
+    if isinstance(texts, pd.DataFrame):
+        return texts.reset_index(drop=True)
+    n = len(texts)
+    return pd.DataFrame({"text": list(texts), "model": ["file"] * n, "prompt_index": np.arange(n, dtype=np.int64),
+                         "sample": np.zeros(n, dtype=np.int64), "group": np.arange(n, dtype=np.int64)})
+
+
+def tokenize_corpus(tokenizer, texts: list[str], max_length: int, max_tokens: int, skip_first: int = 0):
+    """(token ids per kept text, indices of the kept texts): special tokens the tokenizer adds included,
+    until ``max_tokens`` storable tokens (non-special, at positions >= ``skip_first``) are kept."""
     special = set(tokenizer.all_special_ids)
     docs, kept, total = [], [], 0
-    for text in texts:
+    for i, text in enumerate(texts):
         ids = tokenizer(text, add_special_tokens=True, truncation=True, max_length=max_length)["input_ids"]
-        valid = sum(1 for t in ids if t not in special)
+        valid = sum(1 for pos, t in enumerate(ids) if t not in special and pos >= skip_first)
         if not valid:
             continue
         docs.append(list(ids))
-        kept.append(text)
+        kept.append(i)
         total += valid
         if total >= max_tokens:
             break
@@ -197,11 +231,13 @@ class _ShardWriter:
             self._flush(self.rows)
 
 
-def extract_activations(model, tokenizer, texts: list[str], layers: list[int], out_dir: str | os.PathLike,
+def extract_activations(model, tokenizer, texts, layers: list[int], out_dir: str | os.PathLike,
                         cfg: ActivationsConfig, device: str = "cpu", meta: dict | None = None) -> dict:
     """Record activations of ``layers`` at ``cfg.site`` on ``texts``; write the store at ``out_dir`` atomically.
 
-    Returns the manifest. ``tokenizer`` must be the same for every role so the streams match.
+    ``texts`` is a list of strings or a corpus table from ``read_corpus`` (text + ``SOURCE_COLUMNS``,
+    which docs.parquet keeps per document). Returns the manifest, which counts documents and stored
+    tokens per source model. ``tokenizer`` must be the same for every role so the streams match.
     """
     blocks = find_blocks(model)
     layers = check_layers(list(layers), len(blocks), source="layers")
@@ -210,7 +246,10 @@ def extract_activations(model, tokenizer, texts: list[str], layers: list[int], o
     if getattr(model.config, "vocab_size", len(tokenizer)) < len(tokenizer):
         raise ValueError(f"tokenizer has {len(tokenizer)} tokens but the model's vocabulary is "
                          f"{model.config.vocab_size}: base and RLHF models must share a tokenizer")
-    docs, doc_texts = tokenize_corpus(tokenizer, texts, cfg.max_length, cfg.max_tokens)
+    corpus = corpus_frame(texts)
+    docs, kept = tokenize_corpus(tokenizer, corpus["text"].tolist(), cfg.max_length, cfg.max_tokens,
+                                 cfg.skip_first_positions)
+    corpus = corpus.iloc[kept].reset_index(drop=True)
     if not docs:
         raise ActivationStoreError("the corpus has no text with a non-special token")
     special = np.array(sorted(set(tokenizer.all_special_ids)), dtype=np.int64)
@@ -234,6 +273,7 @@ def extract_activations(model, tokenizer, texts: list[str], layers: list[int], o
             acts = capture(model, layers, cfg.site, torch.from_numpy(ids).to(device),
                            torch.from_numpy(mask).to(device))
             keep = (mask == 1) & ~np.isin(ids, special)
+            keep[:, :cfg.skip_first_positions] = False
             rows, cols = np.nonzero(keep)
             doc_id = np.asarray(idx, dtype=np.int64)[rows]
             token_id = ids[rows, cols]
@@ -245,15 +285,35 @@ def extract_activations(model, tokenizer, texts: list[str], layers: list[int], o
             n_tokens += len(rows)
         for w in writers.values():
             w.close()
-        pd.DataFrame({"doc_id": np.arange(len(docs), dtype=np.int64),
-                      "token_ids": [np.asarray(d, dtype=np.int32) for d in docs],
-                      "text": doc_texts}).to_parquet(
-            tmp / "docs.parquet", index=False)
+        doc_table = pd.DataFrame({"doc_id": np.arange(len(docs), dtype=np.int64),
+                                  "token_ids": [np.asarray(d, dtype=np.int32) for d in docs],
+                                  "text": corpus["text"].tolist(),
+                                  **{c: corpus[c].to_numpy() for c in SOURCE_COLUMNS}})
+        doc_table.to_parquet(tmp / "docs.parquet", index=False)
         manifest = {"site": cfg.site, "layers": layers, "d_model": d_model, "n_docs": len(docs),
-                    "n_tokens": n_tokens, "max_length": cfg.max_length, **(meta or {})}
+                    "n_tokens": n_tokens, "max_length": cfg.max_length,
+                    "skip_first_positions": cfg.skip_first_positions,
+                    **source_counts(doc_table, tokenizer, cfg.skip_first_positions), **(meta or {})}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    log.info("stored %d tokens of %d texts for layers %s at %s (%s)", n_tokens, len(docs), layers, out, cfg.site)
+    log.info("stored %d tokens of %d texts for layers %s at %s (%s); policy share of tokens %s", n_tokens,
+             len(docs), layers, out, cfg.site, manifest["policy_token_share"])
     return manifest
+
+
+def source_counts(doc_table: pd.DataFrame, tokenizer, skip_first: int) -> dict:
+    """Documents and stored tokens per source model, and the policy's share of the stored tokens
+    (None for a corpus without policy text): the RLHF-vs-base comparison needs policy text in the store."""
+    special = set(tokenizer.all_special_ids)
+    stored = doc_table["token_ids"].map(lambda ids: sum(1 for pos, t in enumerate(ids)
+                                                        if t not in special and pos >= skip_first))
+    by_model = doc_table.assign(stored=stored).groupby("model")
+    tokens = {str(k): int(v) for k, v in by_model["stored"].sum().items()}
+    total = sum(tokens.values())
+    from_models = "policy" in tokens or "base" in tokens
+    return {"n_docs_by_model": {str(k): int(v) for k, v in by_model.size().items()},
+            "n_tokens_by_model": tokens,
+            "n_groups": int(doc_table["group"].nunique()),
+            "policy_token_share": round(tokens.get("policy", 0) / total, 4) if from_models and total else None}
 
 
 # --------------------------------------------------------------------------- reading
@@ -315,15 +375,32 @@ def read_docs(store: str | os.PathLike) -> pd.DataFrame:
         raise ActivationStoreError(f"{path}: unreadable ({exc})") from None
 
 
-def split_docs(n_docs: int, eval_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train_ids, eval_ids): a seeded split of document ids; at least one of each when n_docs >= 2."""
-    perm = np.random.default_rng(seed).permutation(n_docs)
-    n_eval = min(max(1, round(eval_fraction * n_docs)), n_docs - 1) if n_docs >= 2 else 0
-    return np.sort(perm[n_eval:]), np.sort(perm[:n_eval])
+def split_docs(groups, eval_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train_ids, eval_ids): a seeded split of document ids by group, so no group is on both sides.
+
+    ``groups`` holds each document's group (docs.parquet ``group``: its prompt; documents of one prompt
+    share a prefix, hence identical activations on it), or is an int n for n documents of one group
+    each. A ``round(eval_fraction * n_groups)`` share of the groups is held out, at least one group
+    on each side when there are two or more.
+    """
+    groups = np.arange(groups) if isinstance(groups, (int, np.integer)) else np.asarray(groups)
+    names = np.unique(groups)
+    perm = np.random.default_rng(seed).permutation(len(names))
+    n = len(names)
+    n_eval = min(max(1, round(eval_fraction * n)), n - 1) if n >= 2 else 0
+    held = np.isin(groups, names[perm[:n_eval]])
+    ids = np.arange(len(groups))
+    return ids[~held], ids[held]
+
+
+def doc_groups(store: str | os.PathLike) -> np.ndarray:
+    """Each document's group (doc_id order); stores written before groups were recorded: one per document."""
+    docs = read_docs(store)
+    return docs["group"].to_numpy() if "group" in docs.columns else np.arange(len(docs))
 
 
 def activation_store_stage(model_dir, tokenizer_dir, corpus_path, layers_json, out_dir, cfg: ActivationsConfig,
-                           device: str = "cpu") -> dict:
+                           device: str = "cpu", seed: int = 0) -> dict:
     """Load a model (base or policy) and the base tokenizer, read the corpus and the chosen layers, extract.
 
     The tokenizer always comes from ``tokenizer_dir`` (the base model) so both roles see the same tokens.
@@ -335,7 +412,7 @@ def activation_store_stage(model_dir, tokenizer_dir, corpus_path, layers_json, o
         layers = json.loads(layers_path.read_text())["layers"]
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
         raise ActivationStoreError(f"{layers_path}: cannot read the 'layers' list ({exc})") from None
-    texts = read_corpus(corpus_path, cfg.corpus, cfg.text_column, cfg.max_docs)
+    texts = read_corpus(corpus_path, cfg.corpus, cfg.text_column, cfg.max_docs, seed=seed)
     model = AutoModelForCausalLM.from_pretrained(model_dir, use_safetensors=True).to(device).eval()
     check_layers(layers, len(find_blocks(model)), source=str(layers_path))
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)

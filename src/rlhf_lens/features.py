@@ -193,12 +193,12 @@ def features_stage(sae_dirs: dict[str, str | os.PathLike], store, layer: int, ou
 
     ``sae_dirs`` maps size names (relu_1x, relu_2x_seed1, ...) to SAE folders.
     """
-    from .activations import read_layer, read_manifest, split_docs
+    from .activations import doc_groups, read_layer, read_manifest, split_docs
     from .sae.io import load_sae
 
     saes = {name: load_sae(path)[0] for name, path in sae_dirs.items()}
     manifest = read_manifest(store)
-    _, eval_ids = split_docs(manifest["n_docs"], eval_fraction, seed)
+    _, eval_ids = split_docs(doc_groups(store), eval_fraction, seed)
     _, x_eval = read_layer(store, layer, doc_ids=eval_ids)
     small, large = min(sizes), max(sizes)
     tables, summary, panels = [], {"layer": layer, "site": manifest["site"], "kinds": {}}, []

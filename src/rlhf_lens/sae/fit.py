@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from ..activations import read_docs, read_layer, read_manifest, split_docs
+from ..activations import doc_groups, read_docs, read_layer, read_manifest, split_docs
 from ..model_parts import find_blocks, pad_token_id, site_module
 from ..atomic import atomic_dir, write_json
 from .io import save_sae
@@ -96,7 +96,7 @@ def fit_saes(store: str | os.PathLike, layer: int, outputs: dict[str, str | os.P
     parsed = {name: parse_size(name) for name in outputs}  # bad names fail before any work
     manifest = read_manifest(store)
     d = manifest["d_model"]
-    train_ids, eval_ids = split_docs(manifest["n_docs"], cfg.eval_fraction, seed)
+    train_ids, eval_ids = split_docs(doc_groups(store), cfg.eval_fraction, seed)  # held out by prompt group
     _, x_train = read_layer(store, layer, doc_ids=train_ids)
     _, x_eval = read_layer(store, layer, doc_ids=eval_ids)
     scale = activation_scale(x_train)  # train on scale * x; folded back into the biases before saving
