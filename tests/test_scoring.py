@@ -16,9 +16,10 @@ from rlhf_lens.models import load_prepared
 from rlhf_lens.rewards.utility_table import load_vader
 from rlhf_lens.sae import build_sae
 from rlhf_lens.sae.io import save_sae
-from rlhf_lens.scoring import (LayerInputs, ScoringConfig, activation_weighted_utility, difference_ci,
-                               explanation_utility, final_norm, measure_stats, permutation_p, scoring_stage,
-                               table3_stats, token_utilities, unembed_utility, vocab_utilities, word_utility)
+from rlhf_lens.scoring import (LayerInputs, ScoringConfig, activation_weighted_utility, explanation_utility,
+                               final_norm, measure_stats, quoted_explanation_utility, scoring_stage, table3_stats,
+                               token_utilities, unembed_utility, vocab_utilities, word_utility)
+from rlhf_lens.scoring.stats import paired_difference, stratified_permutation_p
 from tiny_models import save_tiny_model, tiny_llama
 
 
@@ -129,35 +130,69 @@ def test_unembedding_utility_applies_the_layernorm_weight_and_centring(tokenizer
     assert unembed_utility(atom, model, vocab, top_n=2)[0] == pytest.approx((vader["sad"] + vader["happy"]) / 2)
 
 
+def _p(a, b, n=500, seed=0, stat=np.mean, a_layers=None, b_layers=None):
+    a_layers = np.zeros(len(a)) if a_layers is None else a_layers
+    b_layers = np.zeros(len(b)) if b_layers is None else b_layers
+    return stratified_permutation_p(a, a_layers, b, b_layers, n, seed, stat)
+
+
 def test_permutation_test_and_bootstrap():
     rng = np.random.default_rng(0)
     a = rng.normal(0, 1, 40)
-    assert permutation_p(a, a.copy(), 500, seed=0) == pytest.approx(1.0)
-    assert permutation_p(a, a + 3.0, 500, seed=0) < 0.01
+    assert _p(a, a.copy()) == pytest.approx(1.0)
+    assert _p(a, a + 3.0) < 0.01
     lo, hi = bootstrap_ci(a, 500, 0.95, seed=0)
     assert lo < a.mean() < hi
-    assert permutation_p(np.array([]), a, 10, seed=0) is None
-    lo, hi = difference_ci(a, a + 3.0, np.mean, 500, 0.95, seed=0)
-    assert lo < 3.0 < hi and lo > 2.0
+    assert _p(np.array([]), a, 10) is None
+    layers = np.zeros(40)
+    d = paired_difference(a, layers, a + 3.0, layers, np.mean, ScoringConfig(bootstrap=500, permutations=200), seed=0)
+    lo, hi = d["ci"]
+    assert d["rlhf_minus_base"] == pytest.approx(3.0) and lo < 3.0 < hi and lo > 2.0 and d["p_value"] < 0.01
 
 
 def test_permutation_p_matches_the_exact_answer():
     # 3 zeros vs 3 fives: of the C(6,3) = 20 splits, 2 are as extreme (all fives on either side): p = 0.1.
-    p = permutation_p(np.zeros(3), np.full(3, 5.0), 4000, seed=1)
-    assert p == pytest.approx(0.1, abs=0.02)
-    assert permutation_p(np.zeros(3), np.full(3, 5.0), 4000, seed=1, stat=np.sum) == pytest.approx(0.1, abs=0.02)
+    assert _p(np.zeros(3), np.full(3, 5.0), 4000, seed=1) == pytest.approx(0.1, abs=0.02)
+    assert _p(np.zeros(3), np.full(3, 5.0), 4000, seed=1, stat=np.sum) == pytest.approx(0.1, abs=0.02)
 
 
-def _rows(base_u, rlhf_u, random_u):
+def test_labels_are_permuted_within_layers_only():
+    """One feature per role in each of two layers, RLHF 10 above base in both. Within layers there are
+    2 x 2 = 4 labellings, 2 as extreme as observed: p = 0.5. Pooling the layers would allow C(4,2) = 6
+    splits, 2 as extreme: p = 1/3: features of different layers are not exchangeable."""
+    a, b, layers = np.zeros(2), np.full(2, 10.0), np.array([0, 1])
+    assert _p(a, b, 4000, seed=2, stat=np.sum, a_layers=layers, b_layers=layers) == pytest.approx(0.5, abs=0.03)
+    assert _p(a, b, 4000, seed=2, stat=np.sum) == pytest.approx(1 / 3, abs=0.03)
+
+
+def test_a_layer_confound_is_not_an_effect():
+    """Utility differs between layers, not roles: a within-layer bootstrap keeps each layer's count, so
+    the difference CI stays at 0, where pooled resampling of features would spread it wide."""
+    cfg = ScoringConfig(bootstrap=500, permutations=500)
+    base = rlhf = np.array([5.0, 5.0, 5.0, 0.0, 0.0, 0.0])
+    layers = np.array([0, 0, 0, 1, 1, 1])
+    d = paired_difference(base, layers, rlhf, layers, np.sum, cfg, seed=0)
+    assert d["rlhf_minus_base"] == 0.0 and d["p_value"] == pytest.approx(1.0)
+    assert d["ci"] == [0.0, 0.0]
+
+
+def test_quoted_explanation_utility_counts_only_words_from_the_examples(vader):
+    text = "This feature fires on good words, like positive ones"
+    assert quoted_explanation_utility(text, "a good meal", vader) == pytest.approx(vader["good"])
+    assert explanation_utility(text, vader) != pytest.approx(vader["good"])  # "like", "positive" count there
+    assert quoted_explanation_utility(text, "nothing here", vader) == 0.0
+
+
+def _rows(base_u, rlhf_u, random_u, rlhf_random_u=None):
     rows = []
     for role, us in (("base", base_u), ("rlhf", rlhf_u)):
         for i, u in enumerate(us):
-            rows.append({"role": role, "feature": i, "selected": True, "explained": u is not None,
-                         "explanation_utility": np.nan if u is None else u, "token_utility": u or 0.0,
-                         "n_active": 5})
-        for j, u in enumerate(random_u):
-            rows.append({"role": role, "feature": 100 + j, "selected": False, "explained": True,
-                         "explanation_utility": u, "token_utility": u, "n_active": 5})
+            rows.append({"role": role, "layer": i % 2, "feature": i, "selected": True, "in_autointerp": True,
+                         "explained": u is not None, "explanation_utility": np.nan if u is None else u,
+                         "token_utility": u or 0.0, "n_active": 5})
+        for j, u in enumerate(random_u if role == "base" or rlhf_random_u is None else rlhf_random_u):
+            rows.append({"role": role, "layer": j % 2, "feature": 100 + j, "selected": False, "in_autointerp": True,
+                         "explained": True, "explanation_utility": u, "token_utility": u, "n_active": 5})
     return pd.DataFrame(rows)
 
 
@@ -165,13 +200,29 @@ def test_table3_sums_absolute_utilities_and_scales_the_random_baseline():
     rows = _rows([1.0, -2.0, 0.0, None], [3.0, -3.0, 2.0, 1.0], [0.5, -0.5])
     stats = table3_stats(rows, ScoringConfig(bootstrap=200, permutations=200), seed=0)
     assert stats["base"]["sum_abs_utility"] == pytest.approx(3.0)
-    assert stats["base"]["n_features"] == 3 and stats["base"]["n_failed"] == 1
+    # A failed explanation counts 0 and stays in n: both roles sum over the same number of features.
+    assert stats["base"]["n_features"] == stats["rlhf"]["n_features"] == 4 and stats["base"]["n_failed"] == 1
     assert stats["rlhf"]["sum_abs_utility"] == pytest.approx(9.0)
-    # The random features' mean |utility| (0.5) times the number of selected, explained features.
-    assert stats["base"]["random_baseline"]["sum_abs_utility"] == pytest.approx(0.5 * 3)
+    # The random features' mean |utility| (0.5) times the number of selected features.
+    assert stats["base"]["random_baseline"]["sum_abs_utility"] == pytest.approx(0.5 * 4)
     assert stats["difference"]["rlhf_minus_base"] == pytest.approx(6.0)
     lo, hi = stats["rlhf"]["ci"]
     assert lo <= 9.0 <= hi
+    # RLHF's selected features: mean 2.25 vs random 0.5.
+    assert stats["rlhf_vs_random"]["selected_minus_random_mean"] == pytest.approx(2.25 - 0.5)
+
+
+def test_an_rlhf_gain_that_its_random_features_match_is_not_an_effect():
+    """RLHF's selected features score far above base's, but RLHF's random features score as high:
+    the gain is in the whole dictionary (or the explainer), not in what the method selected."""
+    cfg = ScoringConfig(bootstrap=300, permutations=300)
+    base, rlhf = [0.0] * 12, [3.0, 3.2, 2.8, 3.1, 2.9, 3.0] * 2
+    clear = table3_stats(_rows(base, rlhf, [0.1, 0.0] * 6), cfg, seed=0)
+    assert clear["difference"]["p_value"] < 0.05 and clear["difference"]["ci"][0] > 0
+    assert clear["effect"]
+    matched = table3_stats(_rows(base, rlhf, [0.1, 0.0] * 6, rlhf_random_u=[3.0, 3.1] * 6), cfg, seed=0)
+    assert matched["difference"]["p_value"] < 0.05 and matched["difference"]["ci"][0] > 0
+    assert not matched["effect"]
 
 
 def test_llm_free_measure_uses_the_unselected_features_as_baseline():
@@ -217,9 +268,11 @@ def _store_and_sae(tmp_path, model_dir, role, tokenizer):
 
 def _autointerp(path, role, explained):
     """An autointerp table (the contract's columns the scoring reads, and a few more)."""
+    windows = json.dumps({"explain": [{"tokens": ["The", " soup", " was", " good"], "activations": [0, 0, 0, 10]}],
+                          "score": []})
     rows = [{"role": role, "layer": LAYER, "dictionary": "relu_1x", "feature": f, "selected": sel,
              "explanation": text, "status": "ok" if text is not None else "failed",
-             "reason": "" if text is not None else "no answer"}
+             "reason": "" if text is not None else "no answer", "examples": windows}
             for f, sel, text in explained]
     pd.DataFrame(rows).to_parquet(path, index=False)
     return path
@@ -264,22 +317,25 @@ def test_scoring_stage_end_to_end(tmp_path, tiny_model_dir, tokenizer, vader):
     role_keys = {"sum_abs_utility", "ci", "n_features", "n_failed", "random_baseline"}
     measure_keys = {"mean_abs", "ci", "n_features", "random_mean_abs", "random_ci"}
     diff_keys = {"rlhf_minus_base", "ci", "p_value"}
-    assert set(stats) == {"table3", "token_utility", "unembed_utility", "ci_level", "n_boot", "n_permutations", "seed"}
+    assert set(stats) == {"table3", "table3_quoted", "token_utility", "unembed_utility", "ci_level", "n_boot",
+                          "n_permutations", "seed"}
     assert (stats["ci_level"], stats["n_boot"], stats["n_permutations"], stats["seed"]) == (0.95, 200, 200, 3)
     t3 = stats["table3"]
-    assert set(t3) == {"base", "rlhf", "difference"} and set(t3["difference"]) == diff_keys
+    assert set(t3) == {"base", "rlhf", "difference", "rlhf_vs_random", "effect"} and set(t3["difference"]) == diff_keys
     for role in ("base", "rlhf"):
         assert set(t3[role]) == role_keys
         assert set(t3[role]["random_baseline"]) == {"sum_abs_utility", "ci", "n_features"}
     for measure in ("token_utility", "unembed_utility"):
-        assert set(stats[measure]) == {"base", "rlhf", "difference"}
+        assert set(stats[measure]) == {"base", "rlhf", "difference", "rlhf_vs_random", "effect"}
         assert set(stats[measure]["base"]) == set(stats[measure]["rlhf"]) == measure_keys
         assert set(stats[measure]["difference"]) == diff_keys
-    # By hand: base |good| + |mean(great, happy)| over 2 explained features, 1 failed; random |sad| x 2.
+    # By hand: base |good| + |mean(great, happy)| + 0 for the failed one over 3 features; random |sad| x 3.
     base_sum = abs(vader["good"]) + abs((vader["great"] + vader["happy"]) / 2)
     assert t3["base"]["sum_abs_utility"] == pytest.approx(base_sum)
-    assert (t3["base"]["n_features"], t3["base"]["n_failed"]) == (2, 1)
-    assert t3["base"]["random_baseline"]["sum_abs_utility"] == pytest.approx(abs(vader["sad"]) * 2)
+    assert (t3["base"]["n_features"], t3["base"]["n_failed"]) == (3, 1)
+    assert t3["base"]["random_baseline"]["sum_abs_utility"] == pytest.approx(abs(vader["sad"]) * 3)
+    # Quoted words only: "good" is in the examples shown, "great" and "happy" are not.
+    assert stats["table3_quoted"]["base"]["sum_abs_utility"] == pytest.approx(abs(vader["good"]))
     assert t3["rlhf"]["sum_abs_utility"] == pytest.approx(abs(vader["terrible"]))  # "commas, in lists": 0
     assert t3["rlhf"]["random_baseline"]["sum_abs_utility"] == pytest.approx(abs(vader["love"]) * 2)
     assert t3["difference"]["rlhf_minus_base"] == pytest.approx(abs(vader["terrible"]) - base_sum)

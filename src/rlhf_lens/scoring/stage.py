@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -17,8 +18,8 @@ from ..rewards.utility_table import load_table
 from ..sae.io import load_sae
 from .config import ScoringConfig
 from .stats import json_safe, measure_stats, table3_stats
-from .utilities import (activation_weighted_utility, explanation_utility, token_utilities, unembed_utility,
-                        vocab_utilities)
+from .utilities import (activation_weighted_utility, explanation_utility, quoted_explanation_utility, token_utilities,
+                        unembed_utility, vocab_utilities)
 
 log = logging.getLogger(__name__)
 
@@ -52,14 +53,25 @@ def score_layer(part: LayerInputs, model, vocab_util: np.ndarray, table: dict[st
     rows = pd.DataFrame({"role": part.role, "layer": part.layer, "dictionary": Path(part.sae_dir).name,
                          "feature": np.arange(sae.m), "n_active": n_active, "token_utility": token_util,
                          "unembed_utility": unembed_utility(sae.atoms(), model, vocab_util, cfg.top_n_tokens)})
-    explained = pd.read_parquet(part.autointerp, columns=["feature", "selected", "status", "explanation"])
+    explained = pd.read_parquet(part.autointerp, columns=["feature", "selected", "status", "explanation", "examples"])
     rows = rows.merge(explained, on="feature", how="left")
     rows["selected"] = rows["selected"].astype("boolean").fillna(False).astype(bool)
+    rows["in_autointerp"] = rows["status"].notna()  # selected or random baseline, explained or failed
     rows["explained"] = rows["status"].eq("ok")
     rows["explanation_utility"] = [explanation_utility(t, table) if ok else np.nan
                                    for t, ok in zip(rows["explanation"], rows["explained"])]
+    rows["explanation_utility_quoted"] = [
+        quoted_explanation_utility(t, _explain_text(ex), table) if ok else np.nan
+        for t, ex, ok in zip(rows["explanation"], rows["examples"], rows["explained"])]
     # Random baseline features are explained but not selected; unexplained rows keep selected False.
-    return rows.drop(columns=["status"])
+    return rows.drop(columns=["status", "examples"])
+
+
+def _explain_text(examples_json) -> str:
+    """The text of the windows the explainer saw (the autointerp table's ``examples`` JSON), joined."""
+    if not isinstance(examples_json, str):
+        return ""
+    return " ".join("".join(w["tokens"]) for w in json.loads(examples_json).get("explain", []))
 
 
 def table3_frame(stats: dict) -> pd.DataFrame:
@@ -122,6 +134,7 @@ def scoring_stage(parts: list[LayerInputs], out_table, out_csv, out_md, out_stat
         log.info("%s layer %d scored", part.role, part.layer)
     rows = pd.concat(frames, ignore_index=True)
     stats = {"table3": table3_stats(rows, cfg, seed),
+             "table3_quoted": table3_stats(rows, cfg, seed, column="explanation_utility_quoted"),
              **{m: measure_stats(rows, m, cfg, seed) for m in MEASURES},
              "ci_level": cfg.ci_level, "n_boot": cfg.bootstrap, "n_permutations": cfg.permutations, "seed": seed}
     write_parquet(rows, out_table)

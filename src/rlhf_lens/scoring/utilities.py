@@ -30,6 +30,17 @@ def explanation_utility(text: str | None, table: dict[str, float]) -> float:
     return float(np.mean(values)) if values else 0.0
 
 
+def quoted_explanation_utility(text: str | None, example_text: str, table: dict[str, float]) -> float:
+    """Like ``explanation_utility``, over only the explanation's words that occur as words in the
+    feature's own examples (``example_text``: the windows shown to the explainer, joined). Template
+    words an explainer writes about any feature ("like", "positive", "words") carry VADER values of
+    their own; this variant counts what the explanation quotes from the data."""
+    seen = {w for w, _ in words_with_spans(example_text or "")}
+    content = _FRAME.sub("", text or "")
+    values = [table[w] for w, _ in words_with_spans(content) if w in table and w in seen]
+    return float(np.mean(values)) if values else 0.0
+
+
 def word_utility(token: str, table: dict[str, float]) -> float:
     """Utility of a token read as one word (stripped, lowercased); 0 unless it is exactly one lexicon word."""
     words = words_with_spans(token)
