@@ -109,7 +109,8 @@ def test_saelens_settings_that_change_the_function_are_refused(tmp_path):
 
 # cfg.json as save_sae wrote it before the registry (flat; our kind under rlhf_lens.kind).
 OLD_RELU = {"apply_b_dec_to_input": False, "architecture": "standard", "d_in": 8, "d_sae": 16, "device": "cpu",
-            "dtype": "float32", "hook_name": "blocks.1.mlp_out", "l1_coefficient": 0.02, "normalize_activations": "none",
+            "dtype": "float32", "hook_name": "blocks.1.mlp_out", "l1_coefficient": 0.02,
+            "normalize_activations": "none",
             "rlhf_lens": {"kind": "relu", "layer": 1, "site": "mlp_out", "size": "relu_2x", "seed": 0}, "tied": True}
 OLD_TOPK = {"apply_b_dec_to_input": True, "architecture": "topk", "aux_coef": 0.1, "aux_k": 8, "d_in": 8,
             "d_sae": 16, "dead_after_tokens": 50, "device": "cpu", "dtype": "float32", "hook_name": "blocks.1.mlp_out",

@@ -15,8 +15,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from ..activations import read_docs, read_layer, read_manifest, split_docs
 from ..model_parts import find_blocks, pad_token_id, site_module
 from ..atomic import atomic_dir, write_json
@@ -127,5 +125,6 @@ def _spliced(store, layer, manifest, saes: dict, mean_vector, eval_ids, model_di
     docs = read_docs(store)
     streams = [list(docs.loc[i, "token_ids"]) for i in eval_ids]
     module = site_module(blocks[layer], manifest["site"], layer)
-    return spliced_losses(model, module, {n: s.to(device) for n, s in saes.items()}, streams, exclude=set(tokenizer.all_special_ids), mean_vector=mean_vector,
+    return spliced_losses(model, module, {n: s.to(device) for n, s in saes.items()}, streams,
+                          exclude=set(tokenizer.all_special_ids), mean_vector=mean_vector,
                           pad_id=pad_token_id(tokenizer), device=device, max_tokens=cfg.ce_eval_tokens)
