@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= 2
 
-.PHONY: setup run test lint dryrun clean llama-server
+.PHONY: setup run test lint dryrun clean llama-server saelens-env
 
 setup: $(STAMP)
 
@@ -27,6 +27,17 @@ llama-server: $(LLAMA_VENV)/.installed
 $(LLAMA_VENV)/.installed:
 	test -x $(LLAMA_VENV)/bin/python || $(PYTHON) -m venv $(LLAMA_VENV)
 	CMAKE_BUILD_PARALLEL_LEVEL=$(CORES) $(LLAMA_VENV)/bin/python -m pip install -q "llama-cpp-python[server]==0.3.36"
+	touch $@
+
+# SAELens (sae-lens with TransformerLens and its own pins; torch is the CPU wheel on local disk) in its
+# own environment, for the test that SAELens loads our SAE folders (tests/test_sae_saelens.py) and for
+# benchmarks/sae_vs_saelens.py.
+SAELENS_VENV := .venv-saelens
+saelens-env: $(SAELENS_VENV)/.installed
+
+$(SAELENS_VENV)/.installed:
+	test -x $(SAELENS_VENV)/bin/python || $(PYTHON) -m venv $(SAELENS_VENV)
+	$(SAELENS_VENV)/bin/python -m pip install -q torch==2.13.0 sae-lens==6.54.12
 	touch $@
 
 run: setup

@@ -5,8 +5,8 @@
 1. Caches MLP-output activations of one block of the model on the built-in review texts
    (rlhf_lens.activations), split into training and evaluation tokens.
 2. Trains our TopK SAE (rlhf_lens.sae) for ``--steps`` steps of ``--batch`` tokens.
-3. Installs SAELens into its own virtual environment (benchmarks/.venvs/saelens, git-ignored)
-   if missing, and trains SAELens's TopKTrainingSAE with its SAETrainer on the same tokens for the
+3. Builds the repository's SAELens environment (``make saelens-env``: .venv-saelens, git-ignored,
+   the one tests/test_sae_saelens.py uses) if missing, and trains SAELens's TopKTrainingSAE with its SAETrainer on the same tokens for the
    same steps, batch size, k, dictionary size and learning rate.
    Each is run ``--repeats`` times, alternately, and its fastest run counts (the CPU is shared).
 4. Scores both reconstructions of the evaluation tokens with the same explained variance
@@ -25,9 +25,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-VENV = HERE / ".venvs" / "saelens"
-SAELENS = "sae-lens==6.54.12"
-TORCH = "torch==2.13.0"
+REPO = HERE.parent
+VENV = REPO / ".venv-saelens"  # sae-lens==6.54.12 and torch==2.13.0, pinned in the Makefile's saelens-env
 
 WORKER = r'''
 import json, sys, time
@@ -66,14 +65,10 @@ print(json.dumps({"seconds": seconds}))
 
 
 def ensure_venv() -> Path:
-    python = VENV / "bin" / "python"
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-    probe = subprocess.run([str(python), "-c", "import sae_lens"], capture_output=True)
-    if probe.returncode != 0:
-        print(f"installing {SAELENS} into {VENV} ...", flush=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", TORCH, SAELENS], check=True)
-    return python
+    if not (VENV / ".installed").is_file():
+        print(f"building {VENV} (make saelens-env) ...", flush=True)
+        subprocess.run(["make", "-C", str(REPO), "saelens-env"], check=True)
+    return VENV / "bin" / "python"
 
 
 def cache_activations(model_dir: str, layer: int, max_tokens: int, workdir: Path):

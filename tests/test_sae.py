@@ -16,7 +16,7 @@ from rlhf_lens.sae import SAEFormatError, SAETrainConfig, build_sae, load_sae, s
 def test_save_load_roundtrip_in_saelens_layout(tmp_path, kind):
     torch.manual_seed(0)
     sae = build_sae(kind, 8, 16, k=4)
-    save_sae(sae, tmp_path, hook_name="blocks.1.mlp_out")
+    save_sae(sae, tmp_path, hook_name="blocks.1.hook_mlp_out")
     tensors = load_file(str(tmp_path / "sae_weights.safetensors"))
     assert {k: tuple(v.shape) for k, v in tensors.items()} == {"W_enc": (8, 16), "W_dec": (16, 8), "b_enc": (16,),
                                                                  "b_dec": (8,)}
@@ -146,7 +146,7 @@ def test_small_and_large_dictionaries_do_not_share_their_initialisation():
 
 @pytest.mark.parametrize("kind", ["relu", "topk"])
 def test_folding_the_input_scale_is_exact(kind):
-    from rlhf_lens.sae.model import activation_scale, fold_input_scale
+    from rlhf_lens.sae import activation_scale, fold_input_scale
 
     x, _ = _planted(n=200)
     x = 37.0 * x  # raw activations far from unit scale
@@ -165,7 +165,7 @@ def test_folding_the_input_scale_is_exact(kind):
 
 def test_l1_means_the_same_whatever_the_activation_scale(tmp_path):
     """Training on c * x after scaling: the same sparsity for x and 100 x."""
-    from rlhf_lens.sae.model import activation_scale, fold_input_scale
+    from rlhf_lens.sae import activation_scale, fold_input_scale
 
     x, _ = _planted(n=1000)
     l0 = []

@@ -37,10 +37,28 @@ def tiny_llama(vocab_size: int, *, layers: int = 2, hidden: int = 32, seed: int 
     return LlamaForCausalLM(config).eval()
 
 
-def save_tiny_model(path: str | Path, tokenizer, **kwargs) -> Path:
-    """Write a tiny model + tokenizer as a plain HF folder at ``path``."""
+def tiny_neox(vocab_size: int, *, layers: int = 2, hidden: int = 32, seed: int = 0):
+    """A GPTNeoXForCausalLM (Pythia's architecture, the paper's model family) with tiny dimensions:
+    parallel attention + MLP, LayerNorm, untied unembedding (embed_out), dropout fields present."""
+    import torch
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    config = GPTNeoXConfig(
+        vocab_size=vocab_size, hidden_size=hidden, intermediate_size=4 * hidden, num_hidden_layers=layers,
+        num_attention_heads=4, max_position_embeddings=512, rotary_pct=0.25, use_parallel_residual=True,
+        tie_word_embeddings=False, bos_token_id=1, eos_token_id=2, pad_token_id=2,
+    )
+    torch.manual_seed(seed)
+    return GPTNeoXForCausalLM(config).eval()
+
+
+ARCHITECTURES = {"llama": tiny_llama, "gpt_neox": tiny_neox}
+
+
+def save_tiny_model(path: str | Path, tokenizer, architecture: str = "llama", **kwargs) -> Path:
+    """Write a tiny model (``ARCHITECTURES``) + tokenizer as a plain HF folder at ``path``."""
     path = Path(path)
-    model = tiny_llama(len(tokenizer), **kwargs)
+    model = ARCHITECTURES[architecture](len(tokenizer), **kwargs)
     model.save_pretrained(path, safe_serialization=True)
     tokenizer.save_pretrained(path)
     return path

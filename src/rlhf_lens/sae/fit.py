@@ -15,19 +15,18 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from ..activations import doc_groups, read_docs, read_layer, read_manifest, split_docs
 from ..model_parts import find_blocks, pad_token_id, site_module
 from ..atomic import atomic_dir, write_json
-from .io import save_sae
+from .base import activation_scale, fold_input_scale
+from .io import saelens_hook_name, save_sae
 from .metrics import finite, reconstruction_metrics, spliced_losses
-from .model import activation_scale, fold_input_scale
+from .registry import architectures
 from .train import SAETrainConfig, train_sae
 
 log = logging.getLogger(__name__)
 
-SIZE_RE = re.compile(r"^(?P<kind>relu|topk)_(?P<mult>[0-9]+)x(?:_seed(?P<seed>[0-9]+))?$")
+SIZE_RE = re.compile(r"^(?P<kind>[a-z][a-z0-9]*)_(?P<mult>[0-9]+)x(?:_seed(?P<seed>[0-9]+))?$")
 
 
 @dataclass(frozen=True)
@@ -59,30 +58,10 @@ class SAEStageConfig:
 def parse_size(name: str) -> tuple[str, int, int | None]:
     """``relu_2x`` -> ("relu", 2, None); ``topk_1x_seed3`` -> ("topk", 1, 3)."""
     m = SIZE_RE.match(name)
-    if not m:
+    if not m or m["kind"] not in architectures():
         raise ValueError(f"SAE folder name {name!r}: expected <kind>_<multiple>x or <kind>_<multiple>x_seed<N> "
-                         "with kind relu or topk, e.g. relu_2x")
+                         f"with kind one of {', '.join(architectures())}, e.g. relu_2x")
     return m["kind"], int(m["mult"]), None if m["seed"] is None else int(m["seed"])
-
-
-def size_names(cfg: SAEStageConfig, with_baselines: bool = True) -> list[str]:
-    """Every SAE of one (role, layer); seed replicas only at the small size (the noise floor of MMCS
-    is measured there, and a large replica would cost the most training time)."""
-    names = [f"{k}_{s}x" for k in cfg.kinds for s in cfg.sizes]
-    if with_baselines:
-        names += [f"{k}_{min(cfg.sizes)}x_seed{seed}" for k in cfg.kinds for seed in cfg.baseline_seeds]
-    return names
-
-
-def fit_sae(store: str | os.PathLike, layer: int, size: str, out_dir: str | os.PathLike, cfg: SAEStageConfig,
-            seed: int, model_dir: str | os.PathLike | None = None, device: str = "cpu") -> dict:
-    """Train the SAE named ``size`` on ``layer`` of ``store``; write cfg.json, weights and metrics.json to ``out_dir``.
-
-    ``seed`` is the run's seed (the data split and, unless the name carries its own, the SAE's).
-    ``model_dir``: the model the activations came from, for the spliced CE/KL; None skips it.
-    Returns the metrics.
-    """
-    return fit_saes(store, layer, {size: out_dir}, cfg, seed, model_dir, device)[size]
 
 
 def fit_saes(store: str | os.PathLike, layer: int, outputs: dict[str, str | os.PathLike], cfg: SAEStageConfig,
@@ -125,7 +104,8 @@ def fit_saes(store: str | os.PathLike, layer: int, outputs: dict[str, str | os.P
     results = {}
     for name, (sae, tcfg, metrics, ckpt) in trained.items():
         with atomic_dir(Path(outputs[name])) as tmp:
-            save_sae(sae.cpu(), tmp, hook_name=f"blocks.{layer}.{manifest['site']}",
+            save_sae(sae.cpu(), tmp, hook_name=saelens_hook_name(layer, manifest["site"]),
+                     model_name=manifest.get("model"), context_size=manifest.get("max_length"),
                      extra={"layer": layer, "site": manifest["site"], "size": name, "seed": tcfg.seed,
                             "model": manifest.get("model"), "train_config": tcfg.__dict__,
                             "trained_on_activations_times": scale})
@@ -145,5 +125,6 @@ def _spliced(store, layer, manifest, saes: dict, mean_vector, eval_ids, model_di
     docs = read_docs(store)
     streams = [list(docs.loc[i, "token_ids"]) for i in eval_ids]
     module = site_module(blocks[layer], manifest["site"], layer)
-    return spliced_losses(model, module, {n: s.to(device) for n, s in saes.items()}, streams, exclude=set(tokenizer.all_special_ids), mean_vector=mean_vector,
+    return spliced_losses(model, module, {n: s.to(device) for n, s in saes.items()}, streams,
+                          exclude=set(tokenizer.all_special_ids), mean_vector=mean_vector,
                           pad_id=pad_token_id(tokenizer), device=device, max_tokens=cfg.ce_eval_tokens)

@@ -129,52 +129,18 @@ def spliced_losses(model, module: torch.nn.Module, sae, docs: list[list[int]], e
     only when ``mean_vector`` (d,) is given). Returns mean CE (nats/token) of each, KL(clean ||
     spliced) in nats/token, and the fraction of CE recovered against each ablation.
     """
-
-    mode = {"kind": None}
-
-    def hook(_m, _i, output):
-        h = output_tensor(output)
-        if mode["kind"] is None:
-            return None
-        sel = mode["mask"]
-        new = h.clone()
-        if mode["kind"] == "sae":
-            new[sel] = mode["sae"](h[sel].float())[0].to(h.dtype)
-        elif mode["kind"] == "zero":
-            new[sel] = 0.0
-        elif mode["kind"] == "mean":
-            new[sel] = mean_vector.to(h.dtype).to(h.device)
-        return replace_output(output, new)
-
     saes = sae if isinstance(sae, dict) else {None: sae}
     if max_tokens:
-        # Only as many documents as the token budget needs, so they fill few, full batches: each
-        # batch costs 3 + len(saes) whole-model forwards however few tokens it scores.
-        kept, budget = [], 0
-        for d in docs:
-            if budget >= max_tokens:
-                break
-            kept.append(d)
-            budget += sum(1 for t in d[1:] if not exclude or t not in exclude)
-        docs = kept
+        docs = _docs_for_budget(docs, max_tokens, exclude)
+    runs = ["clean", "zero"] + (["mean"] if mean_vector is not None else []) + [("sae", k) for k in saes]
     totals = {"clean": 0.0, "zero": 0.0, "mean": 0.0, **{("sae", k): 0.0 for k in saes},
               **{("kl", k): 0.0 for k in saes}}
     n = 0
-    handle = module.register_forward_hook(hook)
+    mode = {"kind": None}
+    handle = module.register_forward_hook(_splice_hook(mode, mean_vector))
     try:
         for start in range(0, len(docs), batch_size):
-            batch = docs[start:start + batch_size]
-            width = max(len(d) for d in batch)
-            ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-            attn = torch.zeros_like(ids)
-            for r, d in enumerate(batch):
-                ids[r, :len(d)] = torch.as_tensor(d)
-                attn[r, :len(d)] = 1
-            content = attn.bool()
-            if exclude:
-                content &= ~torch.isin(ids, torch.as_tensor(sorted(exclude)))
-            ids, attn, content = ids.to(device), attn.to(device), content.to(device)
-            runs = ["clean", "zero"] + (["mean"] if mean_vector is not None else []) + [("sae", k) for k in saes]
+            ids, attn, content = _padded_batch(docs[start:start + batch_size], pad_id, exclude, device)
             logp_clean = None
             for run in runs:
                 kind = run[0] if isinstance(run, tuple) else run
@@ -194,16 +160,67 @@ def spliced_losses(model, module: torch.nn.Module, sae, docs: list[list[int]], e
         handle.remove()
     if n == 0:
         raise ValueError("no scored tokens for the spliced CE/KL evaluation")
-    results = {}
-    for name in saes:
-        out = {"ce_tokens": n, "ce_clean": totals["clean"] / n, "ce_sae": totals[("sae", name)] / n,
-               "ce_zero_ablation": totals["zero"] / n, "kl_sae": totals[("kl", name)] / n}
-        out["ce_loss_score_zero"] = _recovered(out["ce_zero_ablation"], out["ce_sae"], out["ce_clean"])
-        if mean_vector is not None:
-            out["ce_mean_ablation"] = totals["mean"] / n
-            out["ce_loss_score_mean"] = _recovered(out["ce_mean_ablation"], out["ce_sae"], out["ce_clean"])
-        results[name] = out
+    results = {name: _spliced_summary(totals, n, name, with_mean=mean_vector is not None) for name in saes}
     return results if isinstance(sae, dict) else results[None]
+
+
+def _splice_hook(mode: dict, mean_vector: torch.Tensor | None):
+    """A forward hook that replaces the output at ``mode["mask"]`` by what ``mode["kind"]`` says:
+    None leaves it, "sae" the reconstruction of ``mode["sae"]``, "zero" zeros, "mean" ``mean_vector``."""
+
+    def hook(_m, _i, output):
+        h = output_tensor(output)
+        if mode["kind"] is None:
+            return None
+        sel = mode["mask"]
+        new = h.clone()
+        if mode["kind"] == "sae":
+            new[sel] = mode["sae"](h[sel].float())[0].to(h.dtype)
+        elif mode["kind"] == "zero":
+            new[sel] = 0.0
+        elif mode["kind"] == "mean":
+            new[sel] = mean_vector.to(h.dtype).to(h.device)
+        return replace_output(output, new)
+
+    return hook
+
+
+def _docs_for_budget(docs: list[list[int]], max_tokens: int, exclude: set[int] | None) -> list[list[int]]:
+    """Only as many documents as the token budget needs, so they fill few, full batches: each
+    batch costs 3 + len(saes) whole-model forwards however few tokens it scores."""
+    kept, budget = [], 0
+    for d in docs:
+        if budget >= max_tokens:
+            break
+        kept.append(d)
+        budget += sum(1 for t in d[1:] if not exclude or t not in exclude)
+    return kept
+
+
+def _padded_batch(batch: list[list[int]], pad_id: int, exclude: set[int] | None, device: str):
+    """(ids, attention mask, content mask), each (B, T) on ``device``: right-padded with ``pad_id``;
+    content marks real tokens that are not in ``exclude``."""
+    width = max(len(d) for d in batch)
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    attn = torch.zeros_like(ids)
+    for r, d in enumerate(batch):
+        ids[r, :len(d)] = torch.as_tensor(d)
+        attn[r, :len(d)] = 1
+    content = attn.bool()
+    if exclude:
+        content &= ~torch.isin(ids, torch.as_tensor(sorted(exclude)))
+    return ids.to(device), attn.to(device), content.to(device)
+
+
+def _spliced_summary(totals: dict, n: int, name, with_mean: bool) -> dict:
+    """The metrics of SAE ``name`` from the summed CE/KL of every run over ``n`` scored tokens."""
+    out = {"ce_tokens": n, "ce_clean": totals["clean"] / n, "ce_sae": totals[("sae", name)] / n,
+           "ce_zero_ablation": totals["zero"] / n, "kl_sae": totals[("kl", name)] / n}
+    out["ce_loss_score_zero"] = _recovered(out["ce_zero_ablation"], out["ce_sae"], out["ce_clean"])
+    if with_mean:
+        out["ce_mean_ablation"] = totals["mean"] / n
+        out["ce_loss_score_mean"] = _recovered(out["ce_mean_ablation"], out["ce_sae"], out["ce_clean"])
+    return out
 
 
 def _recovered(ablated: float, spliced: float, clean: float) -> float:

@@ -17,7 +17,7 @@ import torch
 from tqdm import tqdm
 
 from ..atomic import atomic_file
-from .model import build_sae
+from .registry import build_sae
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ class SAETrainConfig:
     """How one SAE is trained (built from ``sae:`` in config.yaml and the {size} wildcard)."""
 
     kind: str = "relu"
-    """relu (the paper's tied ReLU + L1) or topk (TopK + AuxK)."""
+    """Architecture (a registry name): relu (the paper's tied ReLU + L1) or topk (TopK + AuxK)."""
     d_sae: int = 576
     """Dictionary size m (number of latents)."""
     l1: float = 1e-3
@@ -60,49 +60,26 @@ def train_sae(x: torch.Tensor, cfg: SAETrainConfig, checkpoint: str | os.PathLik
     """
     if x.ndim != 2 or len(x) == 0:
         raise ValueError(f"training activations must be a non-empty (tokens, d) matrix, got shape {tuple(x.shape)}")
-    # The initialisation depends on the size too: with one seed for both, the small dictionary's
-    # initial atoms would be the first rows of the large one's, and a briefly trained pair would
-    # "agree" (MMCS ~0.95 measured) only because it started from the same vectors.
-    torch.manual_seed(cfg.seed * 1_000_003 + cfg.d_sae)
-    sae = build_sae(cfg.kind, x.shape[1], cfg.d_sae, l1=cfg.l1, k=cfg.k, aux_coef=cfg.aux_coef,
-                    dead_after=cfg.dead_after)
+    sae = _initial_sae(cfg, x.shape[1])
     opt = torch.optim.Adam(sae.parameters(), lr=cfg.lr)
     steps_per_epoch = (len(x) + cfg.batch_size - 1) // cfg.batch_size
-    epoch, step, history = 0, 0, []
     ckpt = Path(checkpoint) if checkpoint else None
-    if ckpt and ckpt.is_file():
-        state = torch.load(ckpt, weights_only=False)
-        if state["cfg"] != cfg.__dict__ or state["n_tokens"] != len(x):
-            log.warning("checkpoint %s was made with other settings or data; starting afresh", ckpt)
-        else:
-            sae.load_state_dict(state["model"])
-            opt.load_state_dict(state["opt"])
-            epoch, step, history = state["epoch"], state["step"], state["history"]
-            log.info("resuming SAE training from %s at epoch %d step %d", ckpt, epoch, step)
+    epoch, step, history = _resume(ckpt, cfg, len(x), sae, opt)
 
     def save(epoch_, step_):
         if ckpt:
-            with atomic_file(ckpt) as tmp:
-                torch.save({"cfg": cfg.__dict__, "n_tokens": len(x), "model": sae.state_dict(),
-                            "opt": opt.state_dict(), "epoch": epoch_, "step": step_, "history": history}, tmp)
+            _save_checkpoint(ckpt, cfg, len(x), sae, opt, epoch_, step_, history)
 
-    total = cfg.epochs * steps_per_epoch
-    bar = tqdm(total=total, initial=epoch * steps_per_epoch + step, desc=f"SAE {cfg.kind} m={cfg.d_sae}",
-               unit="step", disable=not progress)
+    bar = tqdm(total=cfg.epochs * steps_per_epoch, initial=epoch * steps_per_epoch + step,
+               desc=f"SAE {cfg.kind} m={cfg.d_sae}", unit="step", disable=not progress)
     sae.train()
     done = 0
     while epoch < cfg.epochs:
-        # The shuffle of each epoch depends only on (seed, epoch), so a resumed run sees the same order.
-        perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch))
+        perm = _epoch_order(cfg, epoch, len(x))
         sums: dict[str, float] = {}
         while step < steps_per_epoch:
-            xb = x[perm[step * cfg.batch_size:(step + 1) * cfg.batch_size]]
-            loss, parts = sae.loss(xb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sae.after_step()
-            for k, v in {"loss": loss.item(), **parts}.items():
+            parts = _optimiser_step(sae, opt, x[perm[step * cfg.batch_size:(step + 1) * cfg.batch_size]])
+            for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + v
             step += 1
             done += 1
@@ -119,3 +96,50 @@ def train_sae(x: torch.Tensor, cfg: SAETrainConfig, checkpoint: str | os.PathLik
         save(epoch, step)
     bar.close()
     return sae.eval(), history
+
+
+def _initial_sae(cfg: SAETrainConfig, d: int):
+    """The seeded initial SAE of ``cfg``, d inputs."""
+    # The initialisation depends on the size too: with one seed for both, the small dictionary's
+    # initial atoms would be the first rows of the large one's, and a briefly trained pair would
+    # "agree" (MMCS ~0.95 measured) only because it started from the same vectors.
+    torch.manual_seed(cfg.seed * 1_000_003 + cfg.d_sae)
+    return build_sae(cfg.kind, d, cfg.d_sae, l1=cfg.l1, k=cfg.k, aux_coef=cfg.aux_coef, dead_after=cfg.dead_after)
+
+
+def _epoch_order(cfg: SAETrainConfig, epoch: int, n: int) -> torch.Tensor:
+    """The token order of ``epoch``: depends only on (seed, epoch), so a resumed run sees the same order."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch))
+
+
+def _optimiser_step(sae, opt, xb: torch.Tensor) -> dict[str, float]:
+    """One step on batch ``xb``; returns the loss and its parts."""
+    loss, parts = sae.loss(xb)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    sae.after_step()
+    return {"loss": loss.item(), **parts}
+
+
+def _resume(ckpt: Path | None, cfg: SAETrainConfig, n_tokens: int, sae, opt) -> tuple[int, int, list]:
+    """Load ``ckpt`` into ``sae`` and ``opt`` if it exists and was made with ``cfg`` on as many tokens;
+    returns (epoch, step, history) to go on from ((0, 0, []) for a fresh start)."""
+    if not (ckpt and ckpt.is_file()):
+        return 0, 0, []
+    # Tensors, numbers, strings and lists/dicts of them only: no pickled objects to trust.
+    state = torch.load(ckpt, weights_only=True)
+    if state["cfg"] != cfg.__dict__ or state["n_tokens"] != n_tokens:
+        log.warning("checkpoint %s was made with other settings or data; starting afresh", ckpt)
+        return 0, 0, []
+    sae.load_state_dict(state["model"])
+    opt.load_state_dict(state["opt"])
+    log.info("resuming SAE training from %s at epoch %d step %d", ckpt, state["epoch"], state["step"])
+    return state["epoch"], state["step"], state["history"]
+
+
+def _save_checkpoint(ckpt: Path, cfg: SAETrainConfig, n_tokens: int, sae, opt, epoch: int, step: int,
+                     history: list) -> None:
+    with atomic_file(ckpt) as tmp:
+        torch.save({"cfg": cfg.__dict__, "n_tokens": n_tokens, "model": sae.state_dict(),
+                    "opt": opt.state_dict(), "epoch": epoch, "step": step, "history": history}, tmp)
