@@ -177,3 +177,26 @@ def test_l1_means_the_same_whatever_the_activation_scale(tmp_path):
         fold_input_scale(sae, c)
         l0.append((sae.encode(raw) > 0).float().sum(1).mean().item())
     assert abs(l0[0] - l0[1]) < 0.05 * l0[0], l0
+
+
+@pytest.mark.parametrize("kind", ["relu", "topk"])
+def test_the_loss_allocates_on_the_input_device(kind):
+    """SAEs train on the job's device (a GPU when the rule asks for one). Checked on the CPU: with
+    "meta" as torch's default device, any tensor the loss makes without an explicit device lands on
+    meta and the step fails (TopK's loss once built its masks on the CPU whatever the input's device)."""
+    torch.manual_seed(0)
+    sae = build_sae(kind, 8, 16, k=4, dead_after=1)
+    x = torch.randn(2, 8)  # 2 tokens x k 4 fire at most 8 of 16 latents
+    sae.loss(x)  # one step first, so that TopK's dead-latent (AuxK) branch runs below
+    with torch.device("meta"):
+        loss, parts = sae.loss(x)
+        loss.backward()
+    assert loss.device.type == "cpu" and torch.isfinite(loss)
+    assert kind == "relu" or parts["dead"] > 0
+
+
+def test_train_sae_returns_the_sae_on_the_device_it_trained_on():
+    x = torch.randn(64, 8)
+    sae, _ = train_sae(x, SAETrainConfig(kind="topk", d_sae=16, k=4, epochs=1, batch_size=32), progress=False,
+                       device="cpu")
+    assert {p.device.type for p in sae.parameters()} == {"cpu"}

@@ -122,3 +122,31 @@ def test_spliced_losses_of_several_saes_match_one_at_a_time(tiny_model_dir, toke
         assert both[name].keys() == alone.keys()
         for key, value in alone.items():
             assert both[name][key] == pytest.approx(value, abs=1e-6), (name, key)
+
+
+class _Record(torch.nn.Module):
+    """Identity SAE that records which rows (tokens) were spliced."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def forward(self, x):
+        self.seen.append(x.shape[0])
+        return x, x
+
+
+def test_spliced_losses_leave_out_the_first_positions(tiny_model_dir, tokenizer):
+    """The store leaves out position 0 (the attention sink without BOS); the SAE never saw it, so
+    the spliced evaluation neither replaces it nor scores it."""
+    from rlhf_lens.models import load_prepared
+
+    model, tok = load_prepared(tiny_model_dir)
+    module = site_module(find_blocks(model)[0], "mlp_out", 0)
+    docs = [tok("The film was a quiet delight")["input_ids"], tok("Dull and far too long")["input_ids"]]
+    n_content = sum(len(d) for d in docs)
+    for skip, spliced_rows in ((0, n_content), (1, n_content - 2), (2, n_content - 4)):
+        sae = _Record()
+        out = spliced_losses(model, module, sae, docs, exclude=set(tok.all_special_ids), skip_first=skip)
+        assert sae.seen == [spliced_rows]
+        assert out["ce_sae"] == pytest.approx(out["ce_clean"], abs=1e-5)

@@ -86,7 +86,8 @@ def fit_saes(store: str | os.PathLike, layer: int, outputs: dict[str, str | os.P
                               batch_size=cfg.batch_size, seed=seed if own_seed is None else own_seed)
         out = Path(outputs[name])
         ckpt = out.parent / f".{out.name}.ckpt.pt"  # beside the output: Snakemake clears outputs of failed jobs
-        sae, history = train_sae(x_train * scale, tcfg, checkpoint=ckpt)
+        sae, history = train_sae(x_train * scale, tcfg, checkpoint=ckpt, device=device)
+        sae = sae.cpu()  # metrics accumulate in float64 on the CPU; the spliced CE moves it back
         fold_input_scale(sae, scale)
         train_s = time.monotonic() - started
         metrics = {"layer": layer, "size": name, "kind": kind, "d_in": d, "d_sae": tcfg.d_sae, "seed": tcfg.seed,
@@ -127,4 +128,5 @@ def _spliced(store, layer, manifest, saes: dict, mean_vector, eval_ids, model_di
     module = site_module(blocks[layer], manifest["site"], layer)
     return spliced_losses(model, module, {n: s.to(device) for n, s in saes.items()}, streams,
                           exclude=set(tokenizer.all_special_ids), mean_vector=mean_vector,
-                          pad_id=pad_token_id(tokenizer), device=device, max_tokens=cfg.ce_eval_tokens)
+                          pad_id=pad_token_id(tokenizer), device=device, max_tokens=cfg.ce_eval_tokens,
+                          skip_first=manifest.get("skip_first_positions", 0))

@@ -117,7 +117,7 @@ def _token_losses(logits, ids, target_mask):
 @torch.no_grad()
 def spliced_losses(model, module: torch.nn.Module, sae, docs: list[list[int]], exclude: set[int] | None = None,
                    mean_vector: torch.Tensor | None = None, batch_size: int = 32, pad_id: int = 0,
-                   device: str = "cpu", max_tokens: int | None = None) -> dict:
+                   device: str = "cpu", max_tokens: int | None = None, skip_first: int = 0) -> dict:
     """CE and KL with the SAE's reconstruction spliced in at ``module``'s output.
 
     ``sae``: one SAE, or a dict name -> SAE of the same site; with a dict the clean and ablated
@@ -125,13 +125,14 @@ def spliced_losses(model, module: torch.nn.Module, sae, docs: list[list[int]], e
 
     ``docs``: token id lists (the streams the store recorded). ``exclude``: token ids that are
     not content (special tokens): activations are replaced only at content tokens and only
-    content tokens are scored as targets. Four forwards per batch: clean, spliced, zero-ablated, mean-ablated (the latter
+    content tokens are scored as targets; so are the first ``skip_first`` positions of each document
+    (the store leaves them out, so the SAE never saw them). Four forwards per batch: clean, spliced, zero-ablated, mean-ablated (the latter
     only when ``mean_vector`` (d,) is given). Returns mean CE (nats/token) of each, KL(clean ||
     spliced) in nats/token, and the fraction of CE recovered against each ablation.
     """
     saes = sae if isinstance(sae, dict) else {None: sae}
     if max_tokens:
-        docs = _docs_for_budget(docs, max_tokens, exclude)
+        docs = _docs_for_budget(docs, max_tokens, exclude, skip_first)
     runs = ["clean", "zero"] + (["mean"] if mean_vector is not None else []) + [("sae", k) for k in saes]
     totals = {"clean": 0.0, "zero": 0.0, "mean": 0.0, **{("sae", k): 0.0 for k in saes},
               **{("kl", k): 0.0 for k in saes}}
@@ -140,7 +141,7 @@ def spliced_losses(model, module: torch.nn.Module, sae, docs: list[list[int]], e
     handle = module.register_forward_hook(_splice_hook(mode, mean_vector))
     try:
         for start in range(0, len(docs), batch_size):
-            ids, attn, content = _padded_batch(docs[start:start + batch_size], pad_id, exclude, device)
+            ids, attn, content = _padded_batch(docs[start:start + batch_size], pad_id, exclude, device, skip_first)
             logp_clean = None
             for run in runs:
                 kind = run[0] if isinstance(run, tuple) else run
@@ -185,7 +186,8 @@ def _splice_hook(mode: dict, mean_vector: torch.Tensor | None):
     return hook
 
 
-def _docs_for_budget(docs: list[list[int]], max_tokens: int, exclude: set[int] | None) -> list[list[int]]:
+def _docs_for_budget(docs: list[list[int]], max_tokens: int, exclude: set[int] | None,
+                     skip_first: int = 0) -> list[list[int]]:
     """Only as many documents as the token budget needs, so they fill few, full batches: each
     batch costs 3 + len(saes) whole-model forwards however few tokens it scores."""
     kept, budget = [], 0
@@ -193,13 +195,13 @@ def _docs_for_budget(docs: list[list[int]], max_tokens: int, exclude: set[int] |
         if budget >= max_tokens:
             break
         kept.append(d)
-        budget += sum(1 for t in d[1:] if not exclude or t not in exclude)
+        budget += sum(1 for t in d[max(1, skip_first):] if not exclude or t not in exclude)
     return kept
 
 
-def _padded_batch(batch: list[list[int]], pad_id: int, exclude: set[int] | None, device: str):
+def _padded_batch(batch: list[list[int]], pad_id: int, exclude: set[int] | None, device: str, skip_first: int = 0):
     """(ids, attention mask, content mask), each (B, T) on ``device``: right-padded with ``pad_id``;
-    content marks real tokens that are not in ``exclude``."""
+    content marks real tokens that are not in ``exclude``, from position ``skip_first`` on."""
     width = max(len(d) for d in batch)
     ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
     attn = torch.zeros_like(ids)
@@ -209,6 +211,7 @@ def _padded_batch(batch: list[list[int]], pad_id: int, exclude: set[int] | None,
     content = attn.bool()
     if exclude:
         content &= ~torch.isin(ids, torch.as_tensor(sorted(exclude)))
+    content[:, :skip_first] = False
     return ids.to(device), attn.to(device), content.to(device)
 
 

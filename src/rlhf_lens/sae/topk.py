@@ -102,12 +102,12 @@ class TopKSAE(SAE):
         x_hat = torch.addmm(self.b_dec, f, self.W_dec)
         mse = F.mse_loss(x_hat, x)
         with torch.no_grad():
-            fired = torch.zeros(self.m, dtype=torch.bool)
+            fired = torch.zeros(self.m, dtype=torch.bool, device=x.device)
             fired[idx[vals > 0]] = True
             self.since_fired += x.shape[0]
             self.since_fired[fired] = 0
             dead = self.since_fired >= self.dead_after
-        aux = torch.zeros((), dtype=x.dtype)
+        aux = torch.zeros((), dtype=x.dtype, device=x.device)
         n_dead = int(dead.sum())
         if n_dead:
             # Only the dead latents' columns are needed: cost scales with their number, not m.

@@ -51,8 +51,12 @@ class SAETrainConfig:
 
 
 def train_sae(x: torch.Tensor, cfg: SAETrainConfig, checkpoint: str | os.PathLike | None = None,
-              progress: bool = True, stop_after: int | None = None):
+              progress: bool = True, stop_after: int | None = None, device: str = "cpu"):
     """Train an SAE on activations ``x`` (tokens, d) float32; returns (sae, history list of dicts).
+
+    ``device``: where the SAE and each batch live while training (the job's device: a GPU when the
+    rule asks for one); the initialisation and the token order are drawn on the CPU either way, so
+    a seed gives the same starting point everywhere. The SAE is returned on ``device``.
 
     ``checkpoint``: a file path; if it exists training resumes from it, and it is rewritten as
     training goes. The caller deletes it when the result is safely stored. ``stop_after``: return
@@ -60,7 +64,8 @@ def train_sae(x: torch.Tensor, cfg: SAETrainConfig, checkpoint: str | os.PathLik
     """
     if x.ndim != 2 or len(x) == 0:
         raise ValueError(f"training activations must be a non-empty (tokens, d) matrix, got shape {tuple(x.shape)}")
-    sae = _initial_sae(cfg, x.shape[1])
+    sae = _initial_sae(cfg, x.shape[1]).to(device)
+    x = x.to(device)
     opt = torch.optim.Adam(sae.parameters(), lr=cfg.lr)
     steps_per_epoch = (len(x) + cfg.batch_size - 1) // cfg.batch_size
     ckpt = Path(checkpoint) if checkpoint else None
@@ -75,7 +80,7 @@ def train_sae(x: torch.Tensor, cfg: SAETrainConfig, checkpoint: str | os.PathLik
     sae.train()
     done = 0
     while epoch < cfg.epochs:
-        perm = _epoch_order(cfg, epoch, len(x))
+        perm = _epoch_order(cfg, epoch, len(x)).to(device)
         sums: dict[str, float] = {}
         while step < steps_per_epoch:
             parts = _optimiser_step(sae, opt, x[perm[step * cfg.batch_size:(step + 1) * cfg.batch_size]])
@@ -128,7 +133,7 @@ def _resume(ckpt: Path | None, cfg: SAETrainConfig, n_tokens: int, sae, opt) -> 
     if not (ckpt and ckpt.is_file()):
         return 0, 0, []
     # Tensors, numbers, strings and lists/dicts of them only: no pickled objects to trust.
-    state = torch.load(ckpt, weights_only=True)
+    state = torch.load(ckpt, weights_only=True, map_location=next(sae.parameters()).device)
     if state["cfg"] != cfg.__dict__ or state["n_tokens"] != n_tokens:
         log.warning("checkpoint %s was made with other settings or data; starting afresh", ckpt)
         return 0, 0, []
