@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pandas as pd
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+from snakemake_helpers import REPO, snakemake
+
 pytestmark = pytest.mark.workflow
 
 
-def snakemake(*args, cwd, timeout=600):
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--cores", "2", *args]
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
-    return proc
-
-
 def test_lint_is_clean():
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=REPO, capture_output=True,
-                          text=True, timeout=120)
+    proc = snakemake("--lint", cwd=REPO, cores=None, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -39,16 +29,15 @@ def test_paper_configuration_dry_run(tmp_path):
     import os
 
     env = {**os.environ, "OPENAI_API_KEY": "sk-test-not-a-key"}
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--cores", "2",
-           "--configfile", str(REPO / "configs/paper.yaml"), "--dry-run"]
-    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+    args = ("--configfile", str(REPO / "configs/paper.yaml"), "--dry-run")
+    proc = snakemake(*args, cwd=tmp_path, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for rule in ("prepare_model", "prompts", "rl", "rl_eval", "divergence", "activations", "scoring", "summary"):
         assert f"rule {rule}:" in proc.stdout or f"checkpoint {rule}:" in proc.stdout, rule
     assert "sk-test-not-a-key" not in proc.stdout + proc.stderr  # the key itself never shows
     # Without the key the run stops before any job, naming the variable.
     env.pop("OPENAI_API_KEY")
-    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+    proc = snakemake(*args, cwd=tmp_path, timeout=300, env=env)
     assert proc.returncode != 0 and "OPENAI_API_KEY" in proc.stderr
 
 
