@@ -1,4 +1,4 @@
-"""The Snakemake workflow itself: lint, a dry run of the full DAG, and a real run on a tiny model."""
+"""The Snakemake workflow itself: lint, a dry run of the full DAG, a real run on a tiny model, what reruns when."""
 
 from __future__ import annotations
 
