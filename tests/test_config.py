@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import copy
 import resource
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
 from rlhf_lens.config import ConfigError, load_config, model_config, prompts_config, rule_resources, validate_config
-
-REPO = Path(__file__).resolve().parents[1]
+from snakemake_helpers import REPO, snakemake
 
 
 def test_default_config_is_valid_and_complete():
@@ -138,9 +134,8 @@ def _snakemake(*args, cwd):
 
     CPU time, not wall time: on a loaded CI machine wall time measures the neighbours.
     """
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--cores", "1", *args]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=120)
+    proc = snakemake(*args, cwd=cwd, cores=1, timeout=120)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return proc, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 

@@ -8,8 +8,6 @@ rows. Being newer than the rl rule's inputs, they count as up to date.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -17,7 +15,8 @@ import pytest
 import torch
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+import snakemake_helpers
+
 pytestmark = pytest.mark.workflow
 
 CONFIG = {
@@ -32,9 +31,8 @@ CONFIG = {
 
 
 def snakemake(*args, cwd):
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--cores", "2", *args,
-           "--configfile", "config.yaml"]
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600)
+    """snakemake with the work directory's config.yaml (the test config)."""
+    return snakemake_helpers.snakemake(*args, "--configfile", "config.yaml", cwd=cwd)
 
 
 def _workdir(path: Path, tiny_model_dir: Path) -> Path:

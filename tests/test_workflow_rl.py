@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from test_workflow import snakemake
+from snakemake_helpers import snakemake
 
 pytestmark = pytest.mark.workflow
 
