@@ -204,9 +204,11 @@ def _autointerp_problems(config: dict) -> list[str]:
 
 
 def _rl_problems(rl: dict) -> list[str]:
+    from .rl.algorithm import get_algorithm
     from .rl.config import ppo_config
 
-    return ppo_config(rl["preset"], rl["ppo"]).problems("rl.ppo")
+    settings = ppo_config(rl["preset"], rl["ppo"], rl["algorithm"])
+    return settings.problems("rl.ppo") + get_algorithm(settings.algorithm).problems(settings, "rl.ppo")
 
 
 def _semantic_problems(config: dict) -> list[str]:
@@ -285,10 +287,11 @@ def prompts_config(config: dict):
 
 
 def rl_settings(config: dict):
-    """(PPOConfig, EvalConfig) of ``rl:``: the preset with ``rl.ppo`` overrides, and ``rl.eval``."""
+    """(PPOConfig, EvalConfig) of ``rl:``: the preset with ``rl.ppo`` overrides and ``rl.algorithm``, and ``rl.eval``."""
     from .rl.config import EvalConfig, ppo_config
 
-    return ppo_config(config["rl"]["preset"], config["rl"]["ppo"]), _pick(EvalConfig, config["rl"]["eval"])
+    rl = config["rl"]
+    return ppo_config(rl["preset"], rl["ppo"], rl["algorithm"]), _pick(EvalConfig, rl["eval"])
 
 
 def rule_resources(config: dict, rule: str) -> Resources:
