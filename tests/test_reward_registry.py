@@ -90,7 +90,7 @@ def constant_type():
     unregister_reward("constant")
 
 
-def test_a_registered_type_is_validated_and_built_from_its_config_class(constant_type, tmp_path):
+def test_a_registered_type_is_validated_and_built_from_its_config_class(constant_type):
     from rlhf_lens.config import _reward_problems
 
     entries = {"c": {"type": "constant", "value": 2.0}}
@@ -112,7 +112,7 @@ def test_registering_a_taken_name_fails(constant_type):
         register_reward("constant", UtilityTableReward, UtilityTableConfig)
 
 
-def test_validation_messages_of_the_builtin_types(tmp_path):
+def test_validation_messages_of_the_builtin_types():
     with pytest.raises(ConfigError) as err:
         validate_config({"rewards": {"s": {"type": "classifier"}, "u": {"type": "utility_table", "table": "/no.csv"}}})
     assert err.value.problems == [

@@ -10,7 +10,7 @@ import yaml
 from rlhf_lens.config import rl_settings, validate_config
 from rlhf_lens.rewards import Reward
 from rlhf_lens.rl import algorithm_names, get_algorithm, register_algorithm
-from rlhf_lens.rl.algorithm import _REGISTRY, Advantages, Algorithm
+from rlhf_lens.rl.algorithm import Advantages, Algorithm, unregister_algorithm
 from rlhf_lens.rl.ppo import PPO
 from rlhf_lens.rl.trainer import RLTrainer
 from tiny_models import tiny_llama
@@ -72,7 +72,7 @@ class MeanBaseline(Algorithm):
 def mean_baseline():
     register_algorithm("mean_baseline", MeanBaseline)
     yield
-    _REGISTRY.pop("mean_baseline")
+    unregister_algorithm("mean_baseline")
 
 
 class TextLength(Reward):

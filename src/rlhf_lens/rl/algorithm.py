@@ -147,6 +147,11 @@ def register_algorithm(name: str, cls: type[Algorithm]) -> None:
     _REGISTRY[name] = cls
 
 
+def unregister_algorithm(name: str) -> None:
+    """Remove a registered algorithm (for tests that register a throwaway one)."""
+    _REGISTRY.pop(name, None)
+
+
 def algorithm_names() -> list[str]:
     """The registered algorithm names, in registration order."""
     return list(_REGISTRY)
