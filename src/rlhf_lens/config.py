@@ -26,14 +26,6 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_SCHEMA = REPO_ROOT / "schemas" / "config.schema.yaml"
 
 PROMPT_FILE_SUFFIXES = (".parquet", ".csv", ".jsonl")
-REWARD_KEYS = {
-    "utility_table": {"type", "table", "scope"},
-    "classifier": {"type", "model", "label", "scope"},
-}
-REWARD_DEFAULTS = {
-    "utility_table": {"table": "vader", "scope": "response"},
-    "classifier": {"scope": "response"},
-}
 
 
 class ConfigError(ValueError):
@@ -156,24 +148,23 @@ def _prompt_source_problems(prompts: dict) -> list[str]:
 
 
 def _reward_problems(rewards: dict) -> list[str]:
+    """Keys, defaults and required keys of each entry come from its type's registered RewardConfig."""
+    from .rewards import get_reward_config_class
+
     problems = []
     for name, reward in rewards.items():
         kind = reward["type"]
-        for key in sorted(set(reward) - REWARD_KEYS[kind]):
+        cfg_cls = get_reward_config_class(kind, name)
+        allowed = cfg_cls.keys()
+        for key in sorted(set(reward) - allowed):
             problems.append(f"key 'rewards.{name}.{key}' does not apply to type {kind}: "
-                            f"expected only {', '.join(sorted(REWARD_KEYS[kind]))}")
-        for key, value in REWARD_DEFAULTS[kind].items():
+                            f"expected only {', '.join(sorted(allowed))}")
+        for key, value in cfg_cls.defaults().items():
             reward.setdefault(key, value)
-        if kind == "classifier":
-            for key in ("model", "label"):
-                if key not in reward:
-                    problems.append(f"key 'rewards.{name}.{key}' is missing: a classifier reward needs "
-                                    "model (hub id or folder) and label (e.g. POSITIVE)")
-        if kind == "utility_table" and reward["table"] != "vader":
-            table = Path(reward["table"]).expanduser()
-            if not table.is_file():
-                problems.append(f"key 'rewards.{name}.table' has value {reward['table']!r}: expected "
-                                "vader or an existing word,utility CSV file; that file does not exist")
+        missing = cfg_cls.missing(reward, name)
+        problems += missing
+        if not missing:
+            problems += cfg_cls.from_dict(reward, name).problems(f"rewards.{name}")
     return problems
 
 
@@ -213,9 +204,11 @@ def _autointerp_problems(config: dict) -> list[str]:
 
 
 def _rl_problems(rl: dict) -> list[str]:
+    from .rl.algorithm import get_algorithm
     from .rl.config import ppo_config
 
-    return ppo_config(rl["preset"], rl["ppo"]).problems("rl.ppo")
+    settings = ppo_config(rl["preset"], rl["ppo"], rl["algorithm"])
+    return settings.problems("rl.ppo") + get_algorithm(settings.algorithm).problems(settings, "rl.ppo")
 
 
 def _semantic_problems(config: dict) -> list[str]:
@@ -294,10 +287,11 @@ def prompts_config(config: dict):
 
 
 def rl_settings(config: dict):
-    """(PPOConfig, EvalConfig) of ``rl:``: the preset with ``rl.ppo`` overrides, and ``rl.eval``."""
+    """(PPOConfig, EvalConfig) of ``rl:``: the preset with ``rl.ppo`` overrides and ``rl.algorithm``, and ``rl.eval``."""
     from .rl.config import EvalConfig, ppo_config
 
-    return ppo_config(config["rl"]["preset"], config["rl"]["ppo"]), _pick(EvalConfig, config["rl"]["eval"])
+    rl = config["rl"]
+    return ppo_config(rl["preset"], rl["ppo"], rl["algorithm"]), _pick(EvalConfig, rl["eval"])
 
 
 def rule_resources(config: dict, rule: str) -> Resources:

@@ -23,7 +23,7 @@ from ..model_parts import pad_token_id
 from ..models import load_prepared
 from ..rewards import Reward
 from .config import EvalConfig, PPOConfig
-from .ppo import pad_batch, response_logprobs, sample_responses
+from .rollout import pad_batch, response_logprobs, sample_responses
 from .text import check_context, decode_with_spans, tokenize_prompts
 from .train import read_prompts
 

@@ -25,8 +25,8 @@ from ..models import load_prepared
 from ..rewards import Reward
 from .checkpoint import fingerprint, latest_checkpoint, save_checkpoint
 from .config import PPOConfig
-from .ppo import PPOTrainer
 from .text import RLInputError, check_context, decode_with_spans, tokenize_prompts, truncate_queries
+from .trainer import RLTrainer
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class RLRun:
         import random
 
         random.seed(seed)
-        self.trainer = PPOTrainer(policy, ref, tokenizer, config, device=device)
+        self.trainer = RLTrainer(policy, ref, tokenizer, config, device=device)
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self.fp = fingerprint({"ppo": asdict(config), "seed": seed, **(settings or {})})
         self.step = 0
@@ -87,15 +87,20 @@ class RLRun:
         cfg = self.config
         t0 = time.perf_counter()
         rng = np.random.default_rng([self.seed, 1, step])
-        idx = batch_indices(step, cfg.batch_size, len(self.prompts), self.seed)
+        k = self.trainer.samples_per_prompt()  # K responses per prompt (algorithms that compare samples)
+        idx = batch_indices(step, cfg.batch_size // k, len(self.prompts), self.seed)
         queries = truncate_queries([self.prompts[i] for i in idx], cfg.query_min_tokens, cfg.query_max_tokens, rng)
+        groups = None
+        if k > 1:  # each prompt cut once, then repeated: its K rollouts share a query and a group id
+            queries = [q for q in queries for _ in range(k)]
+            groups = torch.arange(len(idx)).repeat_interleave(k)
         length = int(rng.integers(cfg.response_min_tokens, cfg.response_max_tokens + 1))
         responses = self.trainer.generate(queries, length)
         t_gen = time.perf_counter() - t0
         prompt_texts = [self.tokenizer.decode(q, skip_special_tokens=True) for q in queries]
         decoded = [decode_with_spans(self.tokenizer, r) for r in responses]
         scores = self.reward.token_rewards(prompt_texts, [d[0] for d in decoded], [d[1] for d in decoded])
-        stats = self.trainer.step(queries, responses, scores)
+        stats = self.trainer.step(queries, responses, scores, groups)
         stats.update({"step": step, "seconds": time.perf_counter() - t0, "generation_seconds": t_gen,
                       "response_length": length})
         return stats
