@@ -10,7 +10,7 @@ import pytest
 
 from rlhf_lens.autointerp.examples import ExampleConfig, select_examples
 from rlhf_lens.autointerp.llm import CachedLLM, LocalChatLLM, OpenAICompatibleLLM
-from rlhf_lens.autointerp.pipeline import ScoringConfig, explain_and_score
+from rlhf_lens.autointerp.pipeline import SimulationConfig, explain_and_score
 from rlhf_lens.data import builtin_texts
 
 POSITIVE = {"great", "good", "love", "loved", "beautiful", "wonderful", "best", "fun", "charming", "brilliant"}
@@ -35,7 +35,7 @@ def test_real_model_explains_and_scores_with_cache(smollm2_dir, planted, tmp_pat
     tokens, acts = planted
     examples = select_examples(tokens, acts, feature=7, cfg=SMALL)
     llm = CachedLLM(LocalChatLLM(smollm2_dir), tmp_path / "cache")
-    row = explain_and_score(llm, examples, ScoringConfig(explain_max_tokens=24))
+    row = explain_and_score(llm, examples, SimulationConfig(explain_max_tokens=24))
     assert row["feature"] == 7 and row["n_score"] == 2
     assert row["prompt_tokens"] > 0 and row["completion_tokens"] > 0
     if row["status"] == "ok":
@@ -44,7 +44,7 @@ def test_real_model_explains_and_scores_with_cache(smollm2_dir, planted, tmp_pat
     else:  # a 135M model may answer with nothing usable; that must be recorded, not raised
         assert row["reason"]
     calls = llm.misses
-    again = explain_and_score(llm, examples, ScoringConfig(explain_max_tokens=24))
+    again = explain_and_score(llm, examples, SimulationConfig(explain_max_tokens=24))
     assert llm.misses == calls and llm.hits >= 1  # a rerun is answered from the cache
     assert again == row
 
@@ -55,11 +55,11 @@ def test_unreachable_endpoint_marks_the_feature_failed(planted):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     llm = OpenAICompatibleLLM(f"http://127.0.0.1:{port}/v1", "m", timeout_s=2, max_retries=0)
-    row = explain_and_score(llm, select_examples(tokens, acts, 0, SMALL), ScoringConfig())
+    row = explain_and_score(llm, select_examples(tokens, acts, 0, SMALL), SimulationConfig())
     assert row["status"] == "failed" and "LLMError" in row["reason"] and row["explanation"] is None
 
 
 def test_silent_feature_is_failed_with_reason(planted):
     tokens, _ = planted
-    row = explain_and_score(None, select_examples(tokens, np.zeros(len(tokens)), 0, SMALL), ScoringConfig())
+    row = explain_and_score(None, select_examples(tokens, np.zeros(len(tokens)), 0, SMALL), SimulationConfig())
     assert row["status"] == "failed" and "never fired" in row["reason"]
