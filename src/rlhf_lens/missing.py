@@ -26,14 +26,17 @@ def as_float(x) -> float | None:
     return None if is_missing(x) else float(x)
 
 
-def json_safe(obj):
-    """NaN -> None everywhere in nested dicts/lists/tuples (JSON has no NaN); numpy scalars -> Python numbers."""
+def json_safe(obj, *, finite: bool = False):
+    """NaN -> None everywhere in nested dicts/lists/tuples (JSON has no NaN); numpy scalars -> Python numbers.
+
+    ``finite``: also write +-inf as None (metrics where an infinite value means "undefined").
+    """
     if isinstance(obj, dict):
-        return {k: json_safe(v) for k, v in obj.items()}
+        return {k: json_safe(v, finite=finite) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
+        return [json_safe(v, finite=finite) for v in obj]
     if isinstance(obj, (float, np.floating)):
-        return as_float(obj)
+        return None if finite and math.isinf(obj) else as_float(obj)
     if isinstance(obj, np.integer):
         return int(obj)
     return obj

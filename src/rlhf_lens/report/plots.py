@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 
 from ..atomic import atomic_file
-from .summary import MEASURES, role_points
+from ..scoring.config import MEASURES
+from .summary import role_points
 from .tables import mmcs_vs_noise_floor
 from .wording import is_number, valid_ci
 
