@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 
 import numpy as np
@@ -63,3 +64,48 @@ def test_silent_feature_is_failed_with_reason(planted):
     tokens, _ = planted
     row = explain_and_score(None, select_examples(tokens, np.zeros(len(tokens)), 0, SMALL), SimulationConfig())
     assert row["status"] == "failed" and "never fired" in row["reason"]
+
+
+class _ScriptedLLM:
+    """Explains with a fixed sentence and simulates every token as 5 (no network, no model)."""
+
+    cache_identity = "scripted"
+
+    def chat(self, messages, *, max_tokens, temperature=0.0, top_logprobs=0):
+        from rlhf_lens.autointerp.llm import Completion
+
+        if "predict" not in messages[0]["content"]:
+            return Completion(text="This feature fires on film words.", prompt_tokens=20, completion_tokens=6)
+        lines = [line[:-1] for line in messages[-1]["content"].splitlines() if line.endswith("\t")]
+        return Completion(text="".join(f"{t}\t5\n" for t in lines), prompt_tokens=4, completion_tokens=len(lines))
+
+
+def test_stage_writes_one_row_per_chosen_feature(tmp_path, tiny_model_dir):
+    import torch
+
+    from rlhf_lens.activations import ActivationsConfig, extract_activations
+    from rlhf_lens.autointerp.stage import OUTPUT_COLUMNS, AutointerpConfig, autointerp_stage
+    from rlhf_lens.models import load_prepared
+    from rlhf_lens.sae import build_sae
+    from rlhf_lens.sae.io import save_sae
+
+    model, tok = load_prepared(tiny_model_dir)
+    extract_activations(model, tok, [f"review {i}: the film was {'good' if i % 2 else 'dull'}" for i in range(20)],
+                        [1], tmp_path / "store", ActivationsConfig())
+    torch.manual_seed(0)
+    (tmp_path / "sae").mkdir()
+    save_sae(build_sae("relu", model.config.hidden_size, 8), tmp_path / "sae")
+    pd.DataFrame({"kind": "relu", "direction": "small_to_large", "feature": np.arange(8), "rank": np.arange(8),
+                  "top_k": np.arange(8) < 3, "max_cosine": np.linspace(0.9, 0.2, 8),
+                  "match": np.arange(8)}).to_parquet(tmp_path / "m.parquet")
+    table = autointerp_stage(tmp_path / "store", 1, tmp_path / "sae", tmp_path / "m.parquet", tmp_path / "a.parquet",
+                             _ScriptedLLM(), role="base", dictionary="relu_1x", kind="relu",
+                             cfg=AutointerpConfig(features_per_layer=2, random_features=1), examples_cfg=SMALL,
+                             simulation_cfg=SimulationConfig(top_logprobs=0), seed=0)
+    assert list(table.columns) == OUTPUT_COLUMNS
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "a.parquet"), table)
+    assert table["selected"].tolist()[:2] == [True, True] and table["feature"].tolist()[:2] == [0, 1]
+    ok = table[table["status"] == "ok"]
+    assert len(ok) and (ok["explanation"] == "This feature fires on film words.").all()
+    n_score = ok["examples"].map(lambda e: len(json.loads(e)["score"]))
+    assert (ok["prompt_tokens"] == 20 + 4 * n_score).all()  # one explanation, one simulation per scoring window
