@@ -24,7 +24,7 @@ from ..atomic import write_parquet
 from .examples import ExampleConfig, FeatureExamples, select_examples
 from .llm import CachedLLM, LocalChatLLM, OpenAICompatibleLLM
 from .pipeline import explain_and_score
-from .scorers import DEFAULT_SCORERS
+from .scorers import DEFAULT_SCORERS, build_scorers
 from .simulate import SimulationConfig
 
 log = logging.getLogger(__name__)
@@ -146,6 +146,10 @@ def autointerp_stage(store, layer: int, sae_dir, matches_path, out_path, llm, *,
     from ..activations import read_layer
     from ..sae.io import load_sae
 
+    unlisted = [c for scorer in build_scorers(scorers, llm, simulation_cfg) for c in scorer.columns
+                if c not in OUTPUT_COLUMNS]
+    if unlisted:
+        raise ValueError(f"scorer column(s) {unlisted} are not in the autointerp table's OUTPUT_COLUMNS")
     sae, _ = load_sae(sae_dir)
     tokens, x = read_layer(store, layer, with_text=True)
     n_active, _ = _latent_columns(sae, x, None)
