@@ -103,7 +103,8 @@ class _Documents:
         # Each document starts at its first row and ends after its last.
         names, first = np.unique(doc, return_index=True)
         _, last = np.unique(doc[::-1], return_index=True)
-        return cls(doc, dict(zip(names.tolist(), first.tolist())), dict(zip(names.tolist(), (len(doc) - last).tolist())))
+        starts = dict(zip(names.tolist(), first.tolist()))
+        return cls(doc, starts, dict(zip(names.tolist(), (len(doc) - last).tolist())))
 
 
 def _window(tokens: pd.DataFrame, acts: np.ndarray, docs: _Documents, centre: int, cfg: ExampleConfig) -> Window:

@@ -31,6 +31,7 @@ class SimulationScorer:
         out = {"score": nan_to_none(correlation_score(true, predicted))}
         for kind in KINDS:
             keep = [i for i, k in enumerate(kinds) if k in (kind, SILENT_KIND)]
-            out[f"score_{kind}"] = (nan_to_none(correlation_score([true[i] for i in keep], [predicted[i] for i in keep]))
-                                    if any(kinds[i] == kind for i in keep) else None)
+            has_kind = any(kinds[i] == kind for i in keep)
+            out[f"score_{kind}"] = (nan_to_none(correlation_score([true[i] for i in keep],
+                                                                  [predicted[i] for i in keep])) if has_kind else None)
         return out
