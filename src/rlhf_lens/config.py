@@ -324,11 +324,11 @@ def features_config(config: dict):
 
 
 def autointerp_settings(config: dict):
-    """(AutointerpConfig, ExampleConfig, ScoringConfig) of ``autointerp:``; kind defaults to the first SAE kind."""
+    """(AutointerpConfig, ExampleConfig, SimulationConfig) of ``autointerp:``; kind defaults to the first SAE kind."""
     from .autointerp.examples import ExampleConfig
-    from .autointerp.pipeline import ScoringConfig
+    from .autointerp.simulate import SimulationConfig
     from .autointerp.stage import AutointerpConfig
 
     ai = dict(config["autointerp"])
     ai["kind"] = ai["kind"] or config["sae"]["kinds"][0]
-    return _pick(AutointerpConfig, ai), _pick(ExampleConfig, ai["examples"]), _pick(ScoringConfig, ai)
+    return _pick(AutointerpConfig, ai), _pick(ExampleConfig, ai["examples"]), _pick(SimulationConfig, ai)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 
 from ..bootstrap import bootstrap_ci
+from ..missing import as_float
 from .config import ScoringConfig
 
 
@@ -55,23 +54,6 @@ def _ci(values: np.ndarray, cfg: ScoringConfig, seed: int, scale: float = 1.0) -
     return [c * scale for c in bootstrap_ci(values, cfg.bootstrap, cfg.ci_level, seed)]
 
 
-def _num(x) -> float | None:
-    return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
-
-
-def json_safe(obj):
-    """NaN -> None everywhere in nested dicts/lists (JSON has no NaN)."""
-    if isinstance(obj, dict):
-        return {k: json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    if isinstance(obj, (float, np.floating)):
-        return _num(float(obj))
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj
-
-
 def table3_stats(rows: pd.DataFrame, cfg: ScoringConfig, seed: int) -> dict:
     """The Table 3 block of the stats: per role sum |utility| with CI and random baseline, and the difference."""
     out, values = {}, {}
@@ -87,7 +69,7 @@ def table3_stats(rows: pd.DataFrame, cfg: ScoringConfig, seed: int) -> dict:
             "sum_abs_utility": float(u.sum()), "n_features": n, "n_failed": int(len(sel) - len(ok)),
             "ci": _ci(u, cfg, seed, scale=n),
             "random_baseline": {
-                "sum_abs_utility": _num(rand.mean() * n) if len(rand) else None, "n_features": int(len(rand)),
+                "sum_abs_utility": as_float(rand.mean() * n) if len(rand) else None, "n_features": int(len(rand)),
                 "ci": _ci(rand, cfg, seed, scale=n),
             },
         }
@@ -106,11 +88,11 @@ def measure_stats(rows: pd.DataFrame, column: str, cfg: ScoringConfig, seed: int
         sel = mine.loc[mine["selected"], column].abs().to_numpy()
         rest = mine.loc[~mine["selected"] & (mine["n_active"] > 0), column].abs().to_numpy()
         values[role] = sel
-        out[role] = {"mean_abs": _num(sel.mean()) if len(sel) else None, "n_features": int(len(sel)),
-                     "ci": _ci(sel, cfg, seed), "random_mean_abs": _num(rest.mean()) if len(rest) else None,
+        out[role] = {"mean_abs": as_float(sel.mean()) if len(sel) else None, "n_features": int(len(sel)),
+                     "ci": _ci(sel, cfg, seed), "random_mean_abs": as_float(rest.mean()) if len(rest) else None,
                      "random_ci": _ci(rest, cfg, seed)}
     a, b = values["base"], values["rlhf"]
-    out["difference"] = {"rlhf_minus_base": _num(b.mean() - a.mean()) if len(a) and len(b) else None,
+    out["difference"] = {"rlhf_minus_base": as_float(b.mean() - a.mean()) if len(a) and len(b) else None,
                          "ci": difference_ci(a, b, np.mean, cfg.bootstrap, cfg.ci_level, seed),
                          "p_value": permutation_p(a, b, cfg.permutations, seed)}
     return out
