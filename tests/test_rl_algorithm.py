@@ -102,12 +102,3 @@ def test_an_algorithm_without_value_head_and_with_groups_runs_in_the_shared_trai
     assert state["value_head"] is None
     RLTrainer(tiny_llama(len(tokenizer), hidden=16), ref, tokenizer, cfg).load_state_dict(state)
     assert MeanBaseline().problems(PPOConfig(batch_size=3, mini_batch_size=1)) == ["key 'rl.ppo.batch_size': expected even"]
-
-
-def test_the_engine_still_imports_from_its_former_module():
-    """benchmarks/ppo_vs_trl.py and older scripts import the trainer and batch helpers from rl.ppo."""
-    from rlhf_lens.rl import ppo, rollout
-
-    assert ppo.PPOTrainer is RLTrainer and ppo.pad_batch is rollout.pad_batch
-    with pytest.raises(AttributeError):
-        ppo.nothing_here

@@ -21,11 +21,11 @@ import jsonschema
 import yaml
 
 from .model_specs import ModelSpecError, resolve_spec
+from .tables_io import TABLE_SUFFIXES
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_SCHEMA = REPO_ROOT / "schemas" / "config.schema.yaml"
 
-PROMPT_FILE_SUFFIXES = (".parquet", ".csv", ".jsonl")
 
 
 class ConfigError(ValueError):
@@ -139,9 +139,9 @@ def _prompt_source_problems(prompts: dict) -> list[str]:
     if source == "builtin" or source.startswith("hf:"):
         return []
     path = Path(source).expanduser()
-    if path.suffix not in PROMPT_FILE_SUFFIXES:
+    if path.suffix not in TABLE_SUFFIXES:
         return [f"key 'prompts.source' has value {source!r}: expected builtin, hf:<dataset>, "
-                f"or a file ending in {', '.join(PROMPT_FILE_SUFFIXES)}"]
+                f"or a file ending in {', '.join(TABLE_SUFFIXES)}"]
     if not path.is_file():
         return [f"key 'prompts.source' has value {source!r}: that file does not exist"]
     return []
@@ -173,9 +173,9 @@ def _interp_problems(config: dict) -> list[str]:
     corpus = config["activations"]["corpus"]
     if corpus != "rl_eval":
         path = Path(corpus).expanduser()
-        if path.suffix not in PROMPT_FILE_SUFFIXES:
+        if path.suffix not in TABLE_SUFFIXES:
             problems.append(f"key 'activations.corpus' has value {corpus!r}: expected rl_eval or a file ending in "
-                            f"{', '.join(PROMPT_FILE_SUFFIXES)}")
+                            f"{', '.join(TABLE_SUFFIXES)}")
         elif not path.is_file():
             problems.append(f"key 'activations.corpus' has value {corpus!r}: that file does not exist")
     if config["seed"] in config["sae"]["baseline_seeds"]:
@@ -270,20 +270,6 @@ class Resources:
 def _pick(cls, mapping: dict):
     names = cls.__dataclass_fields__.keys()
     return cls(**{k: v for k, v in mapping.items() if k in names})
-
-
-def model_config(config: dict):
-    """Typed view of ``model:`` (rlhf_lens.models.ModelConfig)."""
-    from .models import ModelConfig
-
-    return _pick(ModelConfig, config["model"])
-
-
-def prompts_config(config: dict):
-    """Typed view of ``prompts:`` (rlhf_lens.data.prompts.PromptsConfig)."""
-    from .data.prompts import PromptsConfig
-
-    return _pick(PromptsConfig, config["prompts"])
 
 
 def rl_settings(config: dict):

@@ -51,17 +51,3 @@ class PPO(Algorithm):
                      "clip_frac": masked_mean((pg2 > pg1).float(), m),
                      "value_clip_frac": masked_mean((vf2 > vf1).float(), m)}
         return loss, stats
-
-
-_MOVED = {"PPOTrainer": "trainer", "ValueHead": "rollout", "Batch": "rollout", "pad_batch": "rollout",
-          "response_logprobs": "rollout", "sample_responses": "rollout", "rng_state": "trainer",
-          "set_rng_state": "trainer"}
-
-
-def __getattr__(name: str):
-    """The engine's former home: ``rl.ppo.PPOTrainer`` etc. still import (from rl.trainer / rl.rollout)."""
-    if name in _MOVED:
-        import importlib
-
-        return getattr(importlib.import_module(f"{__package__}.{_MOVED[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

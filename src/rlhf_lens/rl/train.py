@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from ..atomic import atomic_dir, atomic_file, write_parquet
+from ..atomic import atomic_dir, write_parquet
 from ..models import load_prepared
 from ..rewards import Reward
 from .checkpoint import fingerprint, latest_checkpoint, save_checkpoint
@@ -143,34 +143,11 @@ class RLRun:
         return pd.DataFrame(self.rows, columns=cols)
 
 
-def plot_curves(metrics: pd.DataFrame, path: str | os.PathLike, title: str = "") -> None:
-    """Reward and KL per PPO step, two panels, written atomically as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.4))
-    ax1.plot(metrics["step"], metrics["reward_mean"], color="tab:blue")
-    ax1.set(xlabel="PPO step", ylabel="mean reward (score)", title="reward")
-    ax2.plot(metrics["step"], metrics["kl_mean"], color="tab:red", label="KL(policy || ref) per sequence")
-    ax2.set(xlabel="PPO step", ylabel="nats", title="KL to reference")
-    ax2b = ax2.twinx()
-    ax2b.plot(metrics["step"], metrics["kl_coef"], color="grey", ls="--", label="KL coef")
-    ax2b.set_ylabel("KL coefficient")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    with atomic_file(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-
-
 def train_policy(model_dir: str | os.PathLike, prompts_path: str | os.PathLike, reward: Reward, config: PPOConfig,
-                 *, out_policy: str | os.PathLike, out_metrics: str | os.PathLike, out_plot: str | os.PathLike,
-                 checkpoint_dir: str | os.PathLike, seed: int = 0, device: str = "cpu",
+                 *, out_policy: str | os.PathLike, out_metrics: str | os.PathLike, checkpoint_dir: str | os.PathLike, seed: int = 0, device: str = "cpu",
                  settings: dict | None = None) -> pd.DataFrame:
-    """Train against ``reward`` from the model in ``model_dir``; write policy/, metrics and curves.
+    """Train against ``reward`` from the model in ``model_dir``; write policy/ and the per-step metrics
+    (the rule script draws them with ``report.plots.plot_rl_curves``).
 
     ``settings`` (reward and model config) joins the checkpoint fingerprint, so a rerun with
     other settings starts fresh instead of resuming.
@@ -187,7 +164,6 @@ def train_policy(model_dir: str | os.PathLike, prompts_path: str | os.PathLike, 
         policy.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
     write_parquet(metrics, out_metrics)
-    plot_curves(metrics, out_plot, title=f"PPO against reward {reward.name!r}")
     if not config.keep_checkpoints:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
     log.info("policy written to %s after %d steps", out_policy, len(metrics))
