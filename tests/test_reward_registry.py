@@ -35,10 +35,11 @@ def test_builtin_types_and_their_capabilities():
         get_reward_class("nope", "x")
 
 
-def test_schema_type_enum_and_keys_match_the_registry(repo_root):
-    """A new reward type must appear in the schema too: its name in the enum, its keys as properties."""
+def test_the_schema_leaves_reward_types_and_their_keys_to_the_registry(repo_root):
+    """A new reward type is its own file plus a registry line: the schema names no types and allows
+    other keys (each type's config class checks them); it documents the built-in types' keys."""
     entry = _reward_schema(repo_root)
-    assert entry["properties"]["type"]["enum"] == reward_types()
+    assert "enum" not in entry["properties"]["type"] and entry["additionalProperties"] is True
     keys = set().union(*(get_reward_config_class(t).keys() for t in reward_types()))
     assert set(entry["properties"]) == keys
     for t in reward_types():  # the schema's defaults (none per entry) must not disagree with the classes

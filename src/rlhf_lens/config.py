@@ -151,10 +151,16 @@ def _reward_problems(rewards: dict) -> list[str]:
     """Keys, defaults and required keys of each entry come from its type's registered RewardConfig."""
     from .rewards import get_reward_config_class
 
+    from .rewards import RewardError
+
     problems = []
     for name, reward in rewards.items():
         kind = reward["type"]
-        cfg_cls = get_reward_config_class(kind, name)
+        try:
+            cfg_cls = get_reward_config_class(kind, name)
+        except RewardError as exc:
+            problems.append(str(exc) + " (the registered reward types)")
+            continue
         allowed = cfg_cls.keys()
         for key in sorted(set(reward) - allowed):
             problems.append(f"key 'rewards.{name}.{key}' does not apply to type {kind}: "
@@ -178,10 +184,21 @@ def _interp_problems(config: dict) -> list[str]:
                             f"{', '.join(TABLE_SUFFIXES)}")
         elif not path.is_file():
             problems.append(f"key 'activations.corpus' has value {corpus!r}: that file does not exist")
+    problems += _sae_kind_problems(config["sae"]["kinds"])
     if config["seed"] in config["sae"]["baseline_seeds"]:
         problems.append(f"key 'sae.baseline_seeds' has value {config['sae']['baseline_seeds']!r}: expected seeds other "
                         f"than the run's seed ({config['seed']}), or the baseline SAE is the same SAE")
     return problems
+
+
+def _sae_kind_problems(kinds: list[str]) -> list[str]:
+    """``sae.kinds`` against the SAE registry, so a new architecture needs no schema edit (this imports
+    torch, about 1.5 s of CPU, once per validation)."""
+    from .sae.registry import architectures
+
+    known = architectures()
+    return [f"key 'sae.kinds' has value {kind!r}: expected one of {', '.join(known)} (the registered SAE architectures)"
+            for kind in kinds if kind not in known]
 
 
 def _autointerp_problems(config: dict) -> list[str]:
@@ -207,6 +224,11 @@ def _rl_problems(rl: dict) -> list[str]:
     from .rl.algorithm import get_algorithm
     from .rl.config import ppo_config
 
+    from .rl.algorithm import algorithm_names
+
+    if rl["algorithm"] not in algorithm_names():
+        return [f"key 'rl.algorithm' has value {rl['algorithm']!r}: expected one of {', '.join(algorithm_names())} "
+                "(the registered RL algorithms)"]
     settings = ppo_config(rl["preset"], rl["ppo"], rl["algorithm"])
     return settings.problems("rl.ppo") + get_algorithm(settings.algorithm).problems(settings, "rl.ppo")
 
