@@ -38,6 +38,17 @@ def snakemake(*args: str, cwd: str | os.PathLike, cores: int | None = 2, timeout
                           timeout=timeout, env=env)
 
 
+def run_config(workdir: str | os.PathLike, config: dict, *args: str, timeout: float = 600) -> Path:
+    """Write ``config`` as ``workdir``/config.yaml, run the workflow on it there and require success."""
+    import yaml
+
+    workdir = Path(workdir)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    proc = snakemake("--configfile", "config.yaml", *args, cwd=workdir, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return workdir
+
+
 def planned_jobs(proc: subprocess.CompletedProcess) -> dict[str, int]:
     """Jobs a (dry) run scheduled, by rule, from its "Job stats" table; {} when there is nothing to do."""
     out = proc.stdout + proc.stderr

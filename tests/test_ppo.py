@@ -17,13 +17,7 @@ from rlhf_lens.rl.trainer import RLTrainer
 from tiny_models import tiny_llama
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from threads; on a shared machine extra threads only wait on each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_gae_matches_hand_computation():

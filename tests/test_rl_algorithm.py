@@ -16,12 +16,7 @@ from rlhf_lens.rl.trainer import RLTrainer
 from tiny_models import tiny_llama
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_ppo_is_registered_and_the_default(repo_root):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-import torch
 
 from rlhf_lens.models import load_prepared
 from rlhf_lens.rewards.utility_table import UtilityTableReward, words_with_spans
@@ -44,12 +43,7 @@ PARAMS_SHA256 = "c328575502102c1062fe5c21e8f34be81d533beeb7f73368bc86398a388afa5
 FINAL_KL_COEF = "0x1.937c965393fbdp-3"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # the pinned values hold for one CPU thread
 
 
 def vocabulary_table(tokenizer) -> dict[str, float]:

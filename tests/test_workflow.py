@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from snakemake_helpers import REPO, planned_jobs, snakemake
+from snakemake_helpers import REPO, planned_jobs, run_config, snakemake
 
 pytestmark = pytest.mark.workflow
 
@@ -51,10 +51,7 @@ def tiny_run(tmp_path_factory, tiny_model_dir):
               "rl": {"ppo": {"steps": 1, "batch_size": 2, "mini_batch_size": 2, "response_min_tokens": 2,
                              "response_max_tokens": 2},
                      "eval": {"prompts": 2, "samples_per_prompt": 1, "bootstrap": 100}}}
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    proc = snakemake("--configfile", "config.yaml", cwd=workdir)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return workdir
+    return run_config(workdir, config)
 
 
 def test_tiny_run_produces_artifacts(tiny_run):
