@@ -70,7 +70,7 @@ def run_ours(a) -> list[float]:
     from rlhf_lens.models import load_prepared
     from rlhf_lens.rewards.classifier import ClassifierReward
     from rlhf_lens.rl.config import PPOConfig
-    from rlhf_lens.rl.ppo import PPOTrainer
+    from rlhf_lens.rl.trainer import PPOTrainer
     from rlhf_lens.rl.text import decode_with_spans
 
     torch.manual_seed(0)

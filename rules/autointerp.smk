@@ -6,17 +6,16 @@
 rule autointerp:
     """Top-k matched features (and a few random ones) of one (role, layer): examples, explanation, simulation score."""
     input:
-        store="results/{run}/activations/{reward}/{role}",
-        sae=lambda wildcards: f"results/{wildcards.run}/sae/{wildcards.reward}/{wildcards.role}/layer{wildcards.layer}/{small_dictionary()}",
-        matches="results/{run}/features/{reward}/{role}/layer{layer}.parquet",
+        store=rules.activations.output.store,
+        sae=sae_dir(small_dictionary()),
+        matches=rules.features.output.table,
         llm=autointerp_llm_inputs,
     output:
-        "results/{run}/autointerp/{reward}/{role}/layer{layer}.parquet",
+        table="results/{run}/autointerp/{reward}/{role}/layer{layer}.parquet",
     params:
-        autointerp=config["autointerp"],
+        autointerp=result_settings("autointerp"),
         dictionary=small_dictionary(),
         seed=config["seed"],
-        device=config["device"],
     log:
         "logs/{run}/autointerp/{reward}/{role}/layer{layer}.log",
     threads: threads_for("autointerp")
@@ -32,14 +31,10 @@ rule scoring:
     """Table 3 analogue (utility of explanations) and LLM-free utilities, base vs RLHF, for one reward."""
     input:
         autointerp=autointerp_tables,
-        stores=expand("results/{{run}}/activations/{{reward}}/{role}", role=ROLES),
-        saes=lambda wildcards: [
-            f"results/{wildcards.run}/sae/{wildcards.reward}/{role}/layer{layer}/{small_dictionary()}"
-            for role in ROLES
-            for layer in selected_layers(wildcards)
-        ],
+        stores=expand(rules.activations.output.store, role=ROLES, allow_missing=True),
+        saes=explained_saes,
         base=model_dir(),
-        rlhf=lambda wildcards: policy_dir(wildcards.run, wildcards.reward),
+        rlhf=rules.rl.output.policy,
     output:
         table="results/{run}/scores/{reward}.parquet",
         csv=report("results/{run}/scores/{reward}_table3.csv", category="Table 3", subcategory="{reward}",

@@ -1,12 +1,25 @@
-# Shared by all rules: config validation (before any job), names from the validated
-# config, resource declarations. Rules live in the other files, wildcard constraints in the Snakefile.
+# Shared by all rules: config validation (before any job), names from the validated config, which
+# settings are rule params, resource declarations, and every helper the rules call. Rules live in the
+# other files, wildcard constraints in the Snakefile.
+#
+# Each artifact's path is written once, in the output of the rule that makes it; everything else refers
+# to it as rules.<rule>.output.<name> (a pattern with the rule's wildcards) and fills its wildcards with
+# .format(). The helpers below run only once the DAG is built, after every rule file is included, so
+# they may name rules defined later; a rule's own input list may name only rules included before it.
 
+import json
 import re
 import sys
+from dataclasses import asdict
 from pathlib import Path
+from types import SimpleNamespace
 
-sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # a checkout works without pip install -e
-from rlhf_lens.config import ConfigError, rule_resources, validate_config
+try:
+    from rlhf_lens.config import ConfigError, rl_settings, rule_resources, validate_config
+except ImportError as _err:  # the package is installed (editable) by `make setup` and by envs/rlhf_lens.yaml
+    print(f"rlhf-lens: cannot import the rlhf_lens package with {sys.executable} ({_err}); "
+          "run `make setup`, or `pip install -e .` in this checkout", file=sys.stderr)
+    sys.exit(1)
 
 
 def _config_source():
@@ -32,14 +45,44 @@ RUN = config["run"]
 MODEL = config["model"]["name"]
 REWARDS = list(config["rewards"])
 SPLITS = ["train", "eval"]
+ROLES = ["base", "rlhf"]
+PPO_SETTINGS, EVAL_SETTINGS = rl_settings(config)
 
 # Each stage's rules file appends the artifacts `rule all` builds by default.
 ALL_TARGETS = []
 
 
-def model_dir(name=MODEL):
-    """Folder of a prepared model."""
-    return f"resources/models/{name}"
+# --------------------------------------------------------------------------- params
+
+# Settings that change how a job runs but not what it writes. Snakemake reruns a finished job when
+# one of its params changes, so these are left out of every rule's params, and the workflow scripts
+# read them from snakemake.config; so are `device` (where model code runs), `resources` (what a job
+# asks the executor for) and the schema's other run-time keys listed here. Every other key of a
+# section a rule reads is one of its params. The workflow test changes each key listed here and
+# checks that a dry run has nothing to do.
+NOT_RESULT_KEYS = {
+    # texts per forward pass (right padding under an attention mask: the stored values agree to
+    # float rounding) and rows per parquet shard (the same rows, in the same order, cut elsewhere)
+    "activations": ("batch_size", "shard_tokens"),
+    # how the LLM is reached: per-request timeout, retries, where answers are cached, the key's variable
+    "autointerp": ("timeout_s", "max_retries", "cache_dir", "api_key_env"),
+    # resumable checkpoints: how often they are written and whether they are kept after success
+    "rl.ppo": ("checkpoint_every", "keep_checkpoints"),
+}
+
+
+def result_settings(section, settings=None):
+    """The keys of config section ``section`` (or of ``settings``) that change a result: all but NOT_RESULT_KEYS."""
+    settings = config[section] if settings is None else settings
+    return {k: v for k, v in settings.items() if k not in NOT_RESULT_KEYS.get(section, ())}
+
+
+def ppo_params():
+    """The PPO settings (preset with rl.ppo on top) that change a policy or its evaluation."""
+    return result_settings("rl.ppo", asdict(PPO_SETTINGS))
+
+
+# --------------------------------------------------------------------------- resources
 
 
 def threads_for(rule_name):
@@ -60,7 +103,6 @@ def resources_for(rule_name):
     }
 
 
-
 def check_rule_overrides(rule_names):
     """Fail before any job if resources.per_rule names a rule the workflow does not have."""
     unknown = sorted(set(config["resources"]["per_rule"]) - set(rule_names))
@@ -75,3 +117,112 @@ def check_rule_overrides(rule_names):
             file=sys.stderr,
         )
         sys.exit(1)
+
+
+# --------------------------------------------------------------------------- names from the config
+
+
+def sae_names():
+    """Every SAE of one (role, layer): each kind at each size, plus seed replicas of the small size."""
+    kinds, sizes, seeds = config["sae"]["kinds"], config["sae"]["sizes"], config["sae"]["baseline_seeds"]
+    names = [f"{k}_{s}x" for k in kinds for s in sizes]
+    return names + [f"{k}_{min(sizes)}x_seed{b}" for k in kinds for b in seeds]
+
+
+def small_dictionary():
+    """Folder name of the explained dictionary: the small size of autointerp.kind (default: the first kind)."""
+    kind = config["autointerp"]["kind"] or config["sae"]["kinds"][0]
+    return f"{kind}_{min(config['sae']['sizes'])}x"
+
+
+# --------------------------------------------------------------------------- paths of artifacts
+
+
+def model_dir(name=MODEL):
+    """Folder of a prepared model (rule prepare_model)."""
+    return rules.prepare_model.output.model.format(model=name)
+
+
+def role_model(wildcards):
+    """The model of a role: the prepared base model, or the reward's RLHF policy (rule rl)."""
+    return model_dir() if wildcards.role == "base" else rules.rl.output.policy.format(**wildcards)
+
+
+def corpus_file(wildcards):
+    """The activation corpus: rule rl_eval's sample table (corpus rl_eval) or the configured file."""
+    corpus = config["activations"]["corpus"]
+    return rules.rl_eval.output.table.format(**wildcards) if corpus == "rl_eval" else corpus
+
+
+def selected_layers(wildcards):
+    """Blocks chosen by divergence for (run, reward); waits for the checkpoint."""
+    layers_json = checkpoints.divergence.get(run=wildcards.run, reward=wildcards.reward).output.layers
+    with open(layers_json) as fh:
+        return json.load(fh)["layers"]
+
+
+def sae_dir(name, **wildcards):
+    """Folder of SAE ``name`` (rule sae names its outputs by SAE), e.g. relu_1x; a pattern without wildcards."""
+    pattern = getattr(rules.sae.output, name)
+    return pattern.format(**wildcards) if wildcards else pattern
+
+
+def sae_folders(wildcards):
+    """Every SAE folder of a reward: roles x selected layers x names."""
+    return [
+        sae_dir(name, run=wildcards.run, reward=wildcards.reward, role=role, layer=layer)
+        for role in ROLES
+        for layer in selected_layers(wildcards)
+        for name in sae_names()
+    ]
+
+
+def explained_saes(wildcards):
+    """The explained (small) dictionary of every role and selected layer of a reward."""
+    return [
+        sae_dir(small_dictionary(), run=wildcards.run, reward=wildcards.reward, role=role, layer=layer)
+        for role in ROLES
+        for layer in selected_layers(wildcards)
+    ]
+
+
+def feature_summaries(wildcards):
+    """Rule features' summary of every (role, selected layer), keyed {role}_{layer}."""
+    return {
+        f"{role}_{layer}": rules.features.output.summary.format(run=wildcards.run, reward=wildcards.reward,
+                                                                role=role, layer=layer)
+        for role in ROLES
+        for layer in selected_layers(wildcards)
+    }
+
+
+def autointerp_llm_inputs(wildcards):
+    """A local explainer that is the base model needs it prepared first; an endpoint needs nothing."""
+    ai = config["autointerp"]
+    return [model_dir()] if ai["backend"] == "local" and not ai["model"] else []
+
+
+def autointerp_tables(wildcards):
+    """Rule autointerp's table of every (role, selected layer) of a reward."""
+    return [
+        rules.autointerp.output.table.format(run=wildcards.run, reward=wildcards.reward, role=role, layer=layer)
+        for role in ROLES
+        for layer in selected_layers(wildcards)
+    ]
+
+
+def summary_inputs(wildcards):
+    """Per reward, every file the run summary reads; keys are {reward}_{what}."""
+    inputs = {}
+    for reward in REWARDS:
+        w = SimpleNamespace(run=wildcards.run, reward=reward)
+        inputs.update({
+            f"{reward}_rl_eval": rules.rl_eval.output.summary.format(run=w.run, reward=reward),
+            f"{reward}_rl_metrics": rules.rl.output.metrics.format(run=w.run, reward=reward),
+            f"{reward}_layers": rules.divergence.output.layers.format(run=w.run, reward=reward),
+            f"{reward}_features": rules.features_summary.output.table.format(run=w.run, reward=reward),
+            f"{reward}_stats": rules.scoring.output.stats.format(run=w.run, reward=reward),
+            f"{reward}_sae": sae_folders(w),
+            f"{reward}_autointerp": autointerp_tables(w),
+        })
+    return inputs

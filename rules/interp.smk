@@ -3,21 +3,18 @@
 # per-reward summary gathers its inputs through an input function; asking for one SAE folder by its
 # path builds just divergence, that role's activation store and that SAE.
 
-include: "interp_helpers.smk"
-
 
 checkpoint divergence:
     """Per-block parameter divergence of base vs RLHF policy; the top-n blocks and a bar plot."""
     input:
         base=model_dir(),
-        rlhf=lambda wildcards: policy_dir(wildcards.run, wildcards.reward),
+        rlhf=rules.rl.output.policy,
     output:
         table="results/{run}/divergence/{reward}.parquet",
         layers="results/{run}/divergence/{reward}_layers.json",
         plot=report("results/{run}/divergence/{reward}.png", category="divergence"),
     params:
         top_n=config["divergence"]["top_n"],
-        device=config["device"],
     log:
         "logs/{run}/divergence/{reward}.log",
     threads: threads_for("divergence")
@@ -35,12 +32,12 @@ rule activations:
         model=role_model,
         tokenizer=model_dir(),
         corpus=corpus_file,
-        layers="results/{run}/divergence/{reward}_layers.json",
+        layers=rules.divergence.output.layers,
     output:
-        directory("results/{run}/activations/{reward}/{role}"),
+        store=directory("results/{run}/activations/{reward}/{role}"),
     params:
-        activations=config["activations"],
-        device=config["device"],
+        activations=result_settings("activations"),
+        seed=config["seed"],  # orders the corpus's prompts (base and policy text balanced under the budget)
     log:
         "logs/{run}/activations/{reward}/{role}.log",
     threads: threads_for("activations")
@@ -56,21 +53,21 @@ rule sae:
     """Every SAE of one layer of one role (kind_multiple x[_seedN]), one folder each: cfg.json, weights, metrics.json.
 
     One job per (role, layer): the store is read and the model loaded once, and the spliced CE/KL
-    shares its clean and ablated forwards. Asking for one SAE folder by path runs this job.
+    shares its clean and ablated forwards. Asking for one SAE folder by path runs this job. The
+    outputs are named by SAE (sae_dir() in common.smk picks one).
     """
     input:
-        store="results/{run}/activations/{reward}/{role}",
+        store=rules.activations.output.store,
         model=role_model,
     output:
-        [
-            directory(f"results/{{run}}/sae/{{reward}}/{{role}}/layer{{layer}}/{name}")
+        **{
+            name: directory(f"results/{{run}}/sae/{{reward}}/{{role}}/layer{{layer}}/{name}")
             for name in sae_names()
-        ],
+        },
     params:
         names=sae_names(),
         sae=config["sae"],
         seed=config["seed"],
-        device=config["device"],
     log:
         "logs/{run}/sae/{reward}/{role}/layer{layer}.log",
     threads: threads_for("sae")
@@ -85,10 +82,8 @@ rule sae:
 rule features:
     """Small vs large dictionary of one (role, layer): MMCS both ways, Hungarian, seed baseline, correlations."""
     input:
-        saes=lambda wildcards: expand(
-            "results/{run}/sae/{reward}/{role}/layer{layer}/{size}", size=sae_names(), **wildcards
-        ),
-        store="results/{run}/activations/{reward}/{role}",
+        saes=rules.sae.output,
+        store=rules.activations.output.store,
     output:
         table="results/{run}/features/{reward}/{role}/layer{layer}.parquet",
         summary="results/{run}/features/{reward}/{role}/layer{layer}.json",
@@ -96,7 +91,8 @@ rule features:
     params:
         names=sae_names(),
         features=config["features"],
-        sae=config["sae"],
+        # the keys of sae: that matching reads; the others change the SAEs, its inputs
+        sae={key: config["sae"][key] for key in ("kinds", "sizes", "baseline_seeds", "eval_fraction")},
         seed=config["seed"],
     log:
         "logs/{run}/features/{reward}/{role}/layer{layer}.log",
@@ -115,7 +111,7 @@ rule features_summary:
     input:
         unpack(feature_summaries),
     output:
-        "results/{run}/features/{reward}/summary.parquet",
+        table="results/{run}/features/{reward}/summary.parquet",
     log:
         "logs/{run}/features/{reward}/summary.log",
     threads: 1
@@ -128,4 +124,4 @@ rule features_summary:
         "../workflow_scripts/features_summary.py"
 
 
-ALL_TARGETS += expand("results/{run}/features/{reward}/summary.parquet", run=RUN, reward=REWARDS)
+ALL_TARGETS += expand(rules.features_summary.output.table, run=RUN, reward=REWARDS)

@@ -4,7 +4,7 @@
 rule prepare_model:
     """Turn model.spec (hub id, folder, GGUF, package GGUF) into a plain HF folder."""
     output:
-        directory("resources/models/{model}"),
+        model=directory("resources/models/{model}"),
     params:
         model=lambda wildcards: config["model"],
     log:
@@ -38,7 +38,4 @@ rule prompts:
         "../workflow_scripts/prompts.py"
 
 
-ALL_TARGETS += [
-    model_dir(),
-    *expand("results/{run}/prompts/{split}.parquet", run=RUN, split=SPLITS),
-]
+ALL_TARGETS += [model_dir(), *expand(rules.prompts.output, run=RUN)]

@@ -6,10 +6,10 @@ rule report_assets:
     """Per reward: a feature card per selected feature, the SAE metrics table, MMCS against its noise floor."""
     input:
         autointerp=autointerp_tables,
-        scores="results/{run}/scores/{reward}.parquet",
-        stats="results/{run}/scores/{reward}_stats.json",
+        scores=rules.scoring.output.table,
+        stats=rules.scoring.output.stats,
         sae=sae_folders,
-        features="results/{run}/features/{reward}/summary.parquet",
+        features=rules.features_summary.output.table,
     output:
         cards=report("results/{run}/report/{reward}/feature_cards.html", category="feature cards",
                      subcategory="{reward}", labels={"reward": "{reward}", "what": "feature cards"}),
@@ -36,7 +36,7 @@ rule summary:
     input:
         unpack(summary_inputs),
     output:
-        "results/{run}/summary.md",
+        summary="results/{run}/summary.md",
     params:
         rewards=REWARDS,
     log:
@@ -51,5 +51,5 @@ rule summary:
         "../workflow_scripts/summary.py"
 
 
-ALL_TARGETS += [f"results/{RUN}/summary.md"]
-ALL_TARGETS += expand("results/{run}/report/{reward}/feature_cards.html", run=RUN, reward=REWARDS)
+ALL_TARGETS += expand(rules.summary.output.summary, run=RUN)
+ALL_TARGETS += expand(rules.report_assets.output.cards, run=RUN, reward=REWARDS)

@@ -2,25 +2,19 @@
 # held-out prompts. Checkpoints live in results/{run}/rl/{reward}/checkpoints/, deliberately not
 # an output: Snakemake deletes the outputs of a failed job, and a rerun resumes from them.
 
-from dataclasses import asdict
-
-from rlhf_lens.config import rl_settings
-
-PPO_SETTINGS, EVAL_SETTINGS = rl_settings(config)
-
 
 rule rl:
     """PPO against reward {reward}: policy/ (plain HF folder), metrics per step, reward/KL curves."""
     input:
         model=model_dir(),
-        prompts="results/{run}/prompts/train.parquet",
+        prompts=rules.prompts.output.train,
     output:
         policy=directory("results/{run}/rl/{reward}/policy"),
         metrics="results/{run}/rl/{reward}/metrics.parquet",
         curves=report("results/{run}/rl/{reward}/curves.png", category="RL", subcategory="{reward}"),
     params:
         reward=lambda wildcards: config["rewards"][wildcards.reward],
-        ppo=asdict(PPO_SETTINGS),
+        ppo=ppo_params(),
         seed=config["seed"],
         checkpoints=lambda wildcards: f"results/{wildcards.run}/rl/{wildcards.reward}/checkpoints",
     log:
@@ -38,14 +32,15 @@ rule rl_eval:
     """Base vs policy on held-out prompts: sample table, mean rewards with bootstrap CIs, KL."""
     input:
         base=model_dir(),
-        policy="results/{run}/rl/{reward}/policy",
-        prompts="results/{run}/prompts/eval.parquet",
+        policy=rules.rl.output.policy,
+        prompts=rules.prompts.output.eval,
     output:
         table="results/{run}/rl/{reward}/eval.parquet",
         summary="results/{run}/rl/{reward}/eval_summary.json",
     params:
         reward=lambda wildcards: config["rewards"][wildcards.reward],
-        ppo=asdict(PPO_SETTINGS),
+        ppo=ppo_params(),
+        # all of rl.eval: its batch_size changes the samples (torch's RNG draws per batch of responses)
         eval=asdict(EVAL_SETTINGS),
         seed=config["seed"],
     log:
@@ -60,8 +55,5 @@ rule rl_eval:
 
 
 ALL_TARGETS += expand(
-    "results/{run}/rl/{reward}/{name}",
-    run=RUN,
-    reward=REWARDS,
-    name=["metrics.parquet", "curves.png", "eval.parquet", "eval_summary.json"],
+    [rules.rl.output.metrics, rules.rl.output.curves, *rules.rl_eval.output], run=RUN, reward=REWARDS
 )

@@ -36,3 +36,15 @@ def smollm2_dir(tmp_path_factory) -> Path:
     from tiny_models import DEFAULT_SPEC
 
     return prepare_model(ModelConfig(name="smollm2", spec=DEFAULT_SPEC), tmp_path_factory.mktemp("models") / "smollm2")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models gain nothing from threads; on a shared machine extra threads only wait on each other.
+    Modules that want it: ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -11,7 +11,6 @@ import torch
 
 from rlhf_lens.activations import (ActivationsConfig, ActivationStoreError, capture, extract_activations, read_corpus,
                                    read_docs, read_layer, split_docs)
-from rlhf_lens.model_parts import find_blocks
 from rlhf_lens.models import load_prepared
 
 TEXTS = ["The film was a quiet delight.", "Dull, and far too long<|im_end|> really", "I loved every minute",

@@ -121,3 +121,59 @@ def test_prefill_simulation_known_answers(tiny_model_dir):
     values = torch.arange(10, dtype=torch.float32)
     values[1] = 10 * ten + (1 - ten)
     assert predictions[0] == pytest.approx(float((digit_p * values).sum() / digit_p.sum()), rel=1e-4)
+
+
+class _CountingLLM:
+    """Writes every token's value as the token's length; counts its calls."""
+
+    cache_identity = "counting"
+
+    def __init__(self):
+        self.calls = 0
+
+    def chat(self, messages, *, max_tokens, temperature=0.0, top_logprobs=0):
+        self.calls += 1
+        if "predict" not in messages[0]["content"]:
+            return Completion(text="This feature fires on long words.", prompt_tokens=10, completion_tokens=5)
+        lines = [line[:-1] for line in messages[-1]["content"].splitlines() if line.endswith("\t")]
+        return Completion(text="".join(f"{t}\t{min(10, len(t))}\n" for t in lines), prompt_tokens=3,
+                          completion_tokens=2)
+
+
+def _record():
+    from rlhf_lens.autointerp.examples import FeatureExamples
+
+    return FeatureExamples(
+        feature=4, max_activation=10.0, n_active=3, rare=True,
+        explain=[Window(["a", "bbbb"], [1.0, 4.0])],
+        held_out=[Window(["cc", "ddddd"], [2.0, 5.0]), Window(["e", "fff"], [1.0, 3.0])],
+        held_out_kinds=["top", "quantile"], silent=[Window(["g", "h"], [0.0, 0.0])])
+
+
+def test_scorers_are_registered_by_name_and_share_one_simulation():
+    from rlhf_lens.autointerp.pipeline import SimulationConfig, explain_and_score
+    from rlhf_lens.autointerp.scorers import SCORERS, DetectionScorer, SimulationScorer, build_scorers
+
+    assert SCORERS == {"simulation": SimulationScorer, "detection": DetectionScorer}
+    with pytest.raises(ValueError, match="fuzzing"):
+        build_scorers(["fuzzing"], None, SimulationConfig())
+    record, llm = _record(), _CountingLLM()
+    row = explain_and_score(llm, record, SimulationConfig(top_logprobs=0))
+    assert llm.calls == 1 + 3  # one explanation, one simulation per scoring window, shared by both scorers
+    assert row["status"] == "ok" and row["explanation"] == "This feature fires on long words."
+    true, simulated = [2, 5, 1, 3, 0, 0], [2, 5, 1, 3, 1, 1]  # 10 * activation / max vs token lengths
+    assert row["score"] == pytest.approx(np.corrcoef(true, simulated)[0, 1])
+    assert row["score_top"] == pytest.approx(np.corrcoef(true[:2] + true[4:], simulated[:2] + simulated[4:])[0, 1])
+    assert row["detection_auroc"] == 1.0  # peaks 5 and 3 against 1
+    assert row["predicted"] == [[2.0, 5.0], [1.0, 3.0], [1.0, 1.0]]
+    assert (row["prompt_tokens"], row["completion_tokens"]) == (10 + 3 * 3, 5 + 3 * 2)
+    assert record.explanation is None and record.simulated is None  # the caller's record is left as given
+    # One scorer alone simulates by itself and fills only its columns.
+    only = explain_and_score(_CountingLLM(), record, SimulationConfig(top_logprobs=0), scorers=("detection",))
+    assert only["detection_auroc"] == 1.0 and "score" not in only and only["predicted"] == row["predicted"]
+
+
+def test_record_lists_held_out_then_silent_windows():
+    record = _record()
+    assert record.score == record.held_out + record.silent
+    assert record.score_kinds == ["top", "quantile", "random"]

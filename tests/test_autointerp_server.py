@@ -10,7 +10,7 @@ import pytest
 
 from rlhf_lens.autointerp.examples import ExampleConfig, select_examples
 from rlhf_lens.autointerp.llm import CachedLLM, LLMError, OpenAICompatibleLLM
-from rlhf_lens.autointerp.pipeline import ScoringConfig, explain_and_score
+from rlhf_lens.autointerp.pipeline import SimulationConfig, explain_and_score
 from rlhf_lens.model_specs import resolve_spec
 
 from llama_server import llama_server
@@ -51,8 +51,8 @@ def test_feature_explained_and_scored_through_the_server(server_url, tmp_path):
     acts = np.array([1.0 if t.strip() in {"great", "loved"} else 0.0 for t in tokens["token_text"]])
     examples = select_examples(tokens, acts, 0, ExampleConfig(n_top=4, n_quantiles=0, n_random=2, before=5, after=1))
     llm = CachedLLM(OpenAICompatibleLLM(server_url, "smollm2"), tmp_path / "cache")
-    row = explain_and_score(llm, examples, ScoringConfig(explain_max_tokens=32, top_logprobs=5))
+    row = explain_and_score(llm, examples, SimulationConfig(explain_max_tokens=32, top_logprobs=5))
     assert row["prompt_tokens"] > 0
     assert row["status"] == "ok" or row["reason"]
-    again = explain_and_score(llm, examples, ScoringConfig(explain_max_tokens=32, top_logprobs=5))
+    again = explain_and_score(llm, examples, SimulationConfig(explain_max_tokens=32, top_logprobs=5))
     assert again == row and llm.hits >= 1

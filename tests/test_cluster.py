@@ -16,7 +16,6 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+from snakemake_helpers import REPO, snakemake_cmd
+
 SLURM_PROFILE = REPO / "profiles" / "slurm"
 TEST_OVERLAY = REPO / "tests" / "cluster" / "profile"
 TEST_CLUSTER = "rlhflens-test"  # ClusterName written by tests/cluster/start_slurm.sh
@@ -65,12 +65,6 @@ def cluster_unavailable() -> str | None:
     if "gpu" not in nodes.stdout:
         return f"test cluster has no (fake) GPUs (sinfo: {nodes.stdout.strip()}); {START_HINT}"
     return None
-
-
-def snakemake_cmd(*args: str) -> list[str]:
-    # timeout -k: the plugin may ignore SIGTERM while it waits for a status that never comes.
-    return ["timeout", "-k", "10", str(RUN_TIMEOUT_S), sys.executable, "-m", "snakemake",
-            "-s", str(REPO / "Snakefile"), *args]
 
 
 @dataclass(frozen=True)
@@ -151,10 +145,11 @@ def cluster_run(request, tmp_path_factory) -> ClusterRun:
     with out_file.open("w") as out:
         proc = subprocess.Popen(
             snakemake_cmd("--profile", str(SLURM_PROFILE), "--profile", str(TEST_OVERLAY),
-                          "--workflow-profile", "none", *TARGETS, "--configfile", "config.yaml"),
+                          "--workflow-profile", "none", *TARGETS, "--configfile", "config.yaml",
+                          cores=None, kill_after_s=RUN_TIMEOUT_S),
             cwd=cluster, stdout=out, stderr=subprocess.STDOUT, text=True)
-        local_proc = subprocess.run(snakemake_cmd("--cores", "2", *TARGETS, "--configfile", "config.yaml"), cwd=local,
-                                    capture_output=True, text=True, timeout=RUN_TIMEOUT_S + 30)
+        local_proc = subprocess.run(snakemake_cmd(*TARGETS, "--configfile", "config.yaml", kill_after_s=RUN_TIMEOUT_S),
+                                    cwd=local, capture_output=True, text=True, timeout=RUN_TIMEOUT_S + 30)
         returncode = proc.wait(timeout=RUN_TIMEOUT_S + 30)
     seconds = time.monotonic() - start
     output = out_file.read_text()

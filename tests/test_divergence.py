@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from rlhf_lens.divergence import block_divergence, divergence_stage, top_layers
+from rlhf_lens.report.plots import plot_divergence
 from tiny_models import tiny_llama
 
 
@@ -42,9 +43,11 @@ def test_stage_writes_table_layers_and_plot(tmp_path, tiny_model_dir, tokenizer)
     with torch.no_grad():
         model.model.layers[0].self_attn.q_proj.weight.mul_(1.5)
     model.save_pretrained(tmp_path / "policy")
-    layers = divergence_stage(tiny_model_dir, tmp_path / "policy", 5, tmp_path / "d.parquet", tmp_path / "l.json",
-                              tmp_path / "d.png")
+    layers = divergence_stage(tiny_model_dir, tmp_path / "policy", 5, tmp_path / "d.parquet", tmp_path / "l.json")
     assert layers == [0, 1]
+    # The stage draws nothing; the rule script plots what it wrote.
+    assert not list(tmp_path.glob("*.png"))
+    plot_divergence(pd.read_parquet(tmp_path / "d.parquet"), layers, tmp_path / "d.png")
     saved = json.loads((tmp_path / "l.json").read_text())
     assert saved["layers"] == [0, 1] and saved["ranked"][0] == 0
     assert pd.read_parquet(tmp_path / "d.parquet")["selected"].all()

@@ -74,3 +74,37 @@ def test_activation_correlation_of_an_sae_with_itself():
     live = sae.encode(x).std(0) > 0
     assert torch.allclose(corr.diagonal()[live], torch.ones(int(live.sum()), dtype=torch.float64))
     assert (corr.abs() <= 1 + 1e-9).all()
+
+
+def test_stage_writes_table_and_summary_and_returns_the_histogram_panels(tmp_path, tiny_model_dir):
+    import json
+
+    import pandas as pd
+
+    from rlhf_lens.activations import ActivationsConfig, extract_activations
+    from rlhf_lens.features import features_stage
+    from rlhf_lens.models import load_prepared
+    from rlhf_lens.report.plots import plot_max_cosine_histograms
+    from rlhf_lens.sae.io import save_sae
+
+    model, tok = load_prepared(tiny_model_dir)
+    texts = [f"review {i}: the film was {'good' if i % 2 else 'dull'} and long" for i in range(12)]
+    extract_activations(model, tok, texts, [1], tmp_path / "store", ActivationsConfig())
+    d = model.config.hidden_size
+    dirs = {}
+    for name, m, seed in (("relu_1x", 16, 0), ("relu_2x", 32, 1), ("relu_1x_seed1", 16, 2)):
+        torch.manual_seed(seed)
+        (tmp_path / name).mkdir()
+        save_sae(build_sae("relu", d, m), tmp_path / name)
+        dirs[name] = tmp_path / name
+    summary, panels = features_stage(dirs, tmp_path / "store", 1, tmp_path / "m.parquet", tmp_path / "s.json",
+                                     sizes=(1, 2), kinds=("relu",), baseline_seeds=(1,), top_k=3, n_boot=50,
+                                     level=0.9, eval_fraction=0.5, seed=0)
+    assert not list(tmp_path.glob("*.png"))  # the stage draws nothing
+    assert json.loads((tmp_path / "s.json").read_text()) == summary
+    assert len(pd.read_parquet(tmp_path / "m.parquet")) > 0
+    [(title, series)] = panels
+    assert title == "layer 1, relu" and list(series) == ["1x vs 2x", "1x seed vs seed1"]
+    assert all(len(v) == 16 for v in series.values())
+    plot_max_cosine_histograms(panels, tmp_path / "hist.png")
+    assert (tmp_path / "hist.png").stat().st_size > 1000

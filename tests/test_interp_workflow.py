@@ -8,8 +8,6 @@ rows. Being newer than the rl rule's inputs, they count as up to date.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -17,7 +15,8 @@ import pytest
 import torch
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+import snakemake_helpers
+
 pytestmark = pytest.mark.workflow
 
 CONFIG = {
@@ -32,9 +31,8 @@ CONFIG = {
 
 
 def snakemake(*args, cwd):
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--cores", "2", *args,
-           "--configfile", "config.yaml"]
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600)
+    """snakemake with the work directory's config.yaml (the test config)."""
+    return snakemake_helpers.snakemake(*args, "--configfile", "config.yaml", cwd=cwd)
 
 
 def _workdir(path: Path, tiny_model_dir: Path) -> Path:
@@ -52,8 +50,10 @@ def _workdir(path: Path, tiny_model_dir: Path) -> Path:
     model.save_pretrained(rl / "policy")
     tok.save_pretrained(rl / "policy")
     prompts = ["The movie was", "I thought the acting", "What a", "This film is", "Honestly the plot"] * 2
-    rows = [{"prompt": p, "model": m, "sample": i, "response": f" {w} and {m} sample {i} of a story",
-             "reward": 0.1 * i} for i, p in enumerate(prompts) for m, w in (("base", "fine"), ("policy", "great"))]
+    # As rl/evaluate.py writes it: 5 prompts x 2 samples per model, prompt_index and sample per row.
+    rows = [{"prompt": p, "model": m, "prompt_index": i % 5, "sample": i // 5,
+             "response": f" {w} and {m} sample {i} of a story", "reward": 0.1 * i}
+            for i, p in enumerate(prompts) for m, w in (("base", "fine"), ("policy", "great"))]
     pd.DataFrame(rows).to_parquet(rl / "eval.parquet")
     pd.DataFrame({"step": [0, 1], "reward_mean": [0.1, 0.3], "kl_mean": [0.0, 0.4]}).to_parquet(rl / "metrics.parquet")
     plot_utilities_placeholder(rl / "curves.png")

@@ -11,18 +11,13 @@ import torch
 from rlhf_lens.rewards.utility_table import UtilityTableReward
 from rlhf_lens.rl.advantages import KLController, gae, masked_mean, masked_whiten
 from rlhf_lens.rl.config import PRESETS, PPOConfig, ppo_config
-from rlhf_lens.rl.ppo import PPOTrainer, pad_batch, response_logprobs
+from rlhf_lens.rl.rollout import pad_batch, response_logprobs
 from rlhf_lens.rl.train import RLRun, batch_indices
+from rlhf_lens.rl.trainer import RLTrainer
 from tiny_models import tiny_llama
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from threads; on a shared machine extra threads only wait on each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_gae_matches_hand_computation():
@@ -111,7 +106,7 @@ def test_bandit_learns_to_emit_the_rewarded_token():
     tok = SimpleNamespace(pad_token_id=0, eos_token_id=None)
     cfg = PPOConfig(batch_size=16, mini_batch_size=8, ppo_epochs=2, learning_rate=1e-2, init_kl_coef=0.0,
                     adaptive_kl=False, response_min_tokens=4, response_max_tokens=4, stop_at_eos=False)
-    trainer = PPOTrainer(policy, ref, tok, cfg)
+    trainer = RLTrainer(policy, ref, tok, cfg)
     queries = [torch.tensor([3, 4])] * 16
     first = None
     for _ in range(25):

@@ -15,7 +15,8 @@ from rlhf_lens.features import summarise
 from rlhf_lens.report import (RewardResults, feature_cards, load_reward_results, mmcs_vs_noise_floor,
                               sae_metrics_table, summary_markdown, write_summary)
 from rlhf_lens.report.cards import histogram_svg
-from rlhf_lens.report.plots import plot_mmcs_vs_baseline, plot_utilities
+from rlhf_lens.report.plots import (plot_divergence, plot_max_cosine_histograms, plot_mmcs_vs_baseline, plot_rl_curves,
+                                    plot_utilities)
 from rlhf_lens.report.wording import effect_words, fmt, is_significant, md_escape
 
 EVIL = "</div><script>alert(1)</script>"
@@ -426,7 +427,14 @@ def test_plots_write_pngs(tmp_path, features_summary):
     plot_utilities(scoring_stats([1, 2], 0.01), tmp_path / "u.png")
     plot_utilities(scoring_stats([1, 2], 0.01, null=True), tmp_path / "null.png")
     plot_utilities({}, tmp_path / "empty.png")
-    for name in ("mmcs.png", "u.png", "null.png", "empty.png"):
+    # The stages' figures, drawn by their rule scripts.
+    plot_divergence(pd.DataFrame({"layer": [0, 1, 2], "divergence": [0.1, 0.5, 0.2]}), [1], tmp_path / "div.png")
+    rng = np.random.default_rng(0)
+    plot_max_cosine_histograms([("layer 1, relu", {"1x vs 2x": rng.random(50), "1x seed vs seed1": rng.random(50)})],
+                               tmp_path / "hist.png")
+    plot_rl_curves(pd.DataFrame({"step": [0, 1, 2], "reward_mean": [0.1, 0.3, 0.2], "kl_mean": [0.0, 0.1, 0.2],
+                                 "kl_coef": [0.05, 0.05, 0.06]}), tmp_path / "curves.png", title="PPO")
+    for name in ("mmcs.png", "u.png", "null.png", "empty.png", "div.png", "hist.png", "curves.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(tmp_path.glob(".*.tmp"))
 

@@ -198,6 +198,12 @@ def test_a_new_architecture_needs_only_its_class_and_one_registration(tmp_path, 
     assert cfg["rlhf_lens"]["architecture"] == "scaledtest" and cfg["rlhf_lens"]["config"] == {"gain": 3.0}
     back, _ = load_sae(tmp_path)
     assert isinstance(back, _ScaledSAE) and back.gain == 3.0
+    # Config validation and the SAE folder names know it too: no schema or workflow edit.
+    from rlhf_lens.config import validate_config
+    from rlhf_lens.sae.fit import parse_size
+
+    assert validate_config({"sae": {"kinds": ["relu", "scaledtest"]}})["sae"]["kinds"] == ["relu", "scaledtest"]
+    assert parse_size("scaledtest_2x_seed1") == ("scaledtest", 2, 1)
     x = torch.randn(10, 6)
     with torch.no_grad():
         assert torch.equal(back(x)[0], sae(x)[0])

@@ -347,3 +347,29 @@ def test_scoring_stage_end_to_end(tmp_path, tiny_model_dir, tokenizer, vader):
     assert table3.loc[0, "sum_abs_utility"] == pytest.approx(base_sum)
     md = paths[2].read_text().splitlines()
     assert len(md) == 5 and md[2].startswith("| base |")
+
+
+# ---------------------------------------------------------------- shared plumbing (missing values, table files)
+
+def test_missing_values_have_one_rule():
+    from rlhf_lens.missing import as_float, is_missing, json_safe, nan_to_none
+
+    assert [is_missing(x) for x in (None, float("nan"), np.float32("nan"), pd.NA, 0.0, "nan", [])] == \
+        [True, True, True, True, False, False, False]
+    assert nan_to_none(float("nan")) is None and nan_to_none(2) == 2 and as_float(np.int64(3)) == 3.0
+    nested = {"a": [np.float64(1.5), float("nan"), (np.int64(2), None)], "b": float("inf")}
+    assert json_safe(nested) == {"a": [1.5, None, [2, None]], "b": float("inf")}
+    assert json_safe(nested, finite=True)["b"] is None
+
+
+def test_table_files_are_read_by_suffix(tmp_path):
+    from rlhf_lens.tables_io import TABLE_SUFFIXES, read_table
+
+    frame = pd.DataFrame({"text": ["a b", "c"], "label": [1, 0]})
+    frame.to_parquet(tmp_path / "t.parquet", index=False)
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    frame.to_json(tmp_path / "t.jsonl", orient="records", lines=True)
+    for suffix in TABLE_SUFFIXES:
+        pd.testing.assert_frame_equal(read_table(tmp_path / f"t{suffix}"), frame)
+    with pytest.raises(ValueError, match="parquet"):
+        read_table(tmp_path / "t.tsv")

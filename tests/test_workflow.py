@@ -1,28 +1,18 @@
-"""The Snakemake workflow itself: lint, a dry run of the full DAG, and a real run on a tiny model."""
+"""The Snakemake workflow itself: lint, a dry run of the full DAG, a real run on a tiny model, what reruns when."""
 
 from __future__ import annotations
-
-import subprocess
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+from snakemake_helpers import REPO, planned_jobs, run_config, snakemake
+
 pytestmark = pytest.mark.workflow
 
 
-def snakemake(*args, cwd, timeout=600):
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--cores", "2", *args]
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
-    return proc
-
-
 def test_lint_is_clean():
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=REPO, capture_output=True,
-                          text=True, timeout=120)
+    proc = snakemake("--lint", cwd=REPO, cores=None, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -39,16 +29,15 @@ def test_paper_configuration_dry_run(tmp_path):
     import os
 
     env = {**os.environ, "OPENAI_API_KEY": "sk-test-not-a-key"}
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--cores", "2",
-           "--configfile", str(REPO / "configs/paper.yaml"), "--dry-run"]
-    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+    args = ("--configfile", str(REPO / "configs/paper.yaml"), "--dry-run")
+    proc = snakemake(*args, cwd=tmp_path, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for rule in ("prepare_model", "prompts", "rl", "rl_eval", "divergence", "activations", "scoring", "summary"):
         assert f"rule {rule}:" in proc.stdout or f"checkpoint {rule}:" in proc.stdout, rule
     assert "sk-test-not-a-key" not in proc.stdout + proc.stderr  # the key itself never shows
     # Without the key the run stops before any job, naming the variable.
     env.pop("OPENAI_API_KEY")
-    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+    proc = snakemake(*args, cwd=tmp_path, timeout=300, env=env)
     assert proc.returncode != 0 and "OPENAI_API_KEY" in proc.stderr
 
 
@@ -62,10 +51,7 @@ def tiny_run(tmp_path_factory, tiny_model_dir):
               "rl": {"ppo": {"steps": 1, "batch_size": 2, "mini_batch_size": 2, "response_min_tokens": 2,
                              "response_max_tokens": 2},
                      "eval": {"prompts": 2, "samples_per_prompt": 1, "bootstrap": 100}}}
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    proc = snakemake("--configfile", "config.yaml", cwd=workdir)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return workdir
+    return run_config(workdir, config)
 
 
 def test_tiny_run_produces_artifacts(tiny_run):
@@ -80,6 +66,60 @@ def test_rerun_has_nothing_to_do(tiny_run):
     proc = snakemake("--configfile", "config.yaml", "--dry-run", cwd=tiny_run)
     assert proc.returncode == 0
     assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def dry_run_with(workdir, tmp_path, key, value):
+    """Dry run of the default target with one config key (dotted, e.g. sae.l1) set to ``value``.
+
+    The change comes as a second config file (merged into the first key by key): --config would
+    pass a nested value as a string.
+    """
+    *sections, name = key.split(".")
+    change = {name: value}
+    for section in reversed(sections):
+        change = {section: change}
+    override = tmp_path / "change.yaml"
+    override.write_text(yaml.safe_dump(change))
+    return snakemake("--configfile", "config.yaml", str(override), "--dry-run", cwd=workdir)
+
+
+# How a job runs, not what it writes (NOT_RESULT_KEYS in rules/common.smk, and device): no rule has
+# them as params, so changing one reruns nothing. Each value differs from the tiny run's.
+NOT_RESULT_CHANGES = {
+    "device": "cpu",
+    "activations.batch_size": 3,
+    "activations.shard_tokens": 100,
+    "autointerp.timeout_s": 5,
+    "autointerp.max_retries": 0,
+    "autointerp.cache_dir": "other_llm_cache",
+    "rl.ppo.checkpoint_every": 0,
+    "rl.ppo.keep_checkpoints": True,
+}
+
+
+@pytest.mark.parametrize("key", sorted(NOT_RESULT_CHANGES))
+def test_run_time_setting_reruns_nothing(tiny_run, tmp_path, key):
+    proc = dry_run_with(tiny_run, tmp_path, key, NOT_RESULT_CHANGES[key])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert planned_jobs(proc) == {}, proc.stdout[-3000:]
+
+
+# A key that changes a result reruns the rule that reads it and what depends on it, nothing upstream.
+RESULT_CHANGES = {
+    "sae.l1": (0.01, "sae", ["activations", "divergence", "rl"]),
+    "activations.max_tokens": (500, "activations", ["divergence", "rl_eval"]),
+    "autointerp.temperature": (0.5, "autointerp", ["features", "sae"]),
+}
+
+
+@pytest.mark.parametrize("key", sorted(RESULT_CHANGES))
+def test_result_setting_reruns_its_rule(tiny_run, tmp_path, key):
+    value, rule, upstream = RESULT_CHANGES[key]
+    proc = dry_run_with(tiny_run, tmp_path, key, value)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = planned_jobs(proc)
+    assert rule in jobs and "summary" in jobs, jobs
+    assert not set(upstream) & set(jobs), jobs
 
 
 def test_one_artifact_rebuilds_by_path(tiny_run):

@@ -6,9 +6,8 @@ import json
 
 import pandas as pd
 import pytest
-import yaml
 
-from test_workflow import snakemake
+from snakemake_helpers import run_config, snakemake
 
 pytestmark = pytest.mark.workflow
 
@@ -21,10 +20,7 @@ def rl_run(tmp_path_factory, tiny_model_dir):
                              "response_min_tokens": 4, "response_max_tokens": 4, "checkpoint_every": 1,
                              "keep_checkpoints": True},
                      "eval": {"prompts": 3, "samples_per_prompt": 2, "bootstrap": 200}}}
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    proc = snakemake("--configfile", "config.yaml", cwd=workdir)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return workdir
+    return run_config(workdir, config)
 
 
 def test_rl_artifacts(rl_run):

@@ -1,18 +1,24 @@
 """Rule rl: prepared model + train prompts -> results/{run}/rl/{reward}/{policy/,metrics.parquet,curves.png}."""
 
+import dataclasses
+
+from rlhf_lens.config import rl_settings
 from rlhf_lens.jobs import start_job
+from rlhf_lens.report.plots import plot_rl_curves
 from rlhf_lens.rewards import build_reward
-from rlhf_lens.rl.config import PPOConfig
 from rlhf_lens.rl.train import train_policy
 
 device = start_job(snakemake.log[0], snakemake.threads, snakemake.config["device"])
 name = snakemake.wildcards.reward
 reward = build_reward(name, {name: snakemake.params.reward}, device=device,
                       trust_remote_code=snakemake.config["model"]["trust_remote_code"])
-train_policy(snakemake.input.model, snakemake.input.prompts, reward, PPOConfig(**snakemake.params.ppo),
+# params: the PPO settings that change the policy; the checkpoint settings come from the config.
+ppo = dataclasses.replace(rl_settings(snakemake.config)[0], **snakemake.params.ppo)
+metrics = train_policy(snakemake.input.model, snakemake.input.prompts, reward, ppo,
              out_policy=snakemake.output.policy, out_metrics=snakemake.output.metrics,
-             out_plot=snakemake.output.curves, checkpoint_dir=snakemake.params.checkpoints,
+             checkpoint_dir=snakemake.params.checkpoints,
              seed=snakemake.params.seed, device=device,
              # what else changes the result: a rerun with other settings must not resume these checkpoints
              settings={"reward": snakemake.params.reward, "model": snakemake.config["model"],
                        "prompts": snakemake.config["prompts"]})
+plot_rl_curves(metrics, snakemake.output.curves, title=f"PPO against reward {reward.name!r}")

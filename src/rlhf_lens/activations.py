@@ -40,7 +40,8 @@ import torch
 from tqdm import tqdm
 
 from .atomic import atomic_dir
-from .model_parts import SITES, check_layers, find_blocks, output_tensor, pad_token_id, site_module, token_texts
+from .model_parts import check_layers, find_blocks, output_tensor, pad_token_id, site_module, token_texts
+from .tables_io import TABLE_SUFFIXES, read_table
 
 log = logging.getLogger(__name__)
 
@@ -147,14 +148,9 @@ def read_corpus(path: str | os.PathLike, corpus: str = "rl_eval", text_column: s
         frame = frame.sort_values(["_prompt_rank", "sample", "_model_rank"], kind="stable")
         frame = frame.drop(columns=["_prompt_rank", "_model_rank"])
     else:
-        if path.suffix == ".parquet":
-            df = pd.read_parquet(path)
-        elif path.suffix == ".csv":
-            df = pd.read_csv(path)
-        elif path.suffix == ".jsonl":
-            df = pd.read_json(path, lines=True)
-        else:
+        if path.suffix not in TABLE_SUFFIXES:
             raise ActivationStoreError(f"{path}: expected a .parquet, .csv or .jsonl corpus")
+        df = read_table(path)
         if text_column not in df.columns:
             raise ActivationStoreError(f"{path}: no column {text_column!r} (config key 'activations.text_column'); "
                                        f"columns are {list(df.columns)}")

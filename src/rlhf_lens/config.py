@@ -21,19 +21,11 @@ import jsonschema
 import yaml
 
 from .model_specs import ModelSpecError, resolve_spec
+from .tables_io import TABLE_SUFFIXES
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_SCHEMA = REPO_ROOT / "schemas" / "config.schema.yaml"
 
-PROMPT_FILE_SUFFIXES = (".parquet", ".csv", ".jsonl")
-REWARD_KEYS = {
-    "utility_table": {"type", "table", "scope"},
-    "classifier": {"type", "model", "label", "scope"},
-}
-REWARD_DEFAULTS = {
-    "utility_table": {"table": "vader", "scope": "response"},
-    "classifier": {"scope": "response"},
-}
 
 
 class ConfigError(ValueError):
@@ -147,33 +139,38 @@ def _prompt_source_problems(prompts: dict) -> list[str]:
     if source == "builtin" or source.startswith("hf:"):
         return []
     path = Path(source).expanduser()
-    if path.suffix not in PROMPT_FILE_SUFFIXES:
+    if path.suffix not in TABLE_SUFFIXES:
         return [f"key 'prompts.source' has value {source!r}: expected builtin, hf:<dataset>, "
-                f"or a file ending in {', '.join(PROMPT_FILE_SUFFIXES)}"]
+                f"or a file ending in {', '.join(TABLE_SUFFIXES)}"]
     if not path.is_file():
         return [f"key 'prompts.source' has value {source!r}: that file does not exist"]
     return []
 
 
 def _reward_problems(rewards: dict) -> list[str]:
+    """Keys, defaults and required keys of each entry come from its type's registered RewardConfig."""
+    from .rewards import get_reward_config_class
+
+    from .rewards import RewardError
+
     problems = []
     for name, reward in rewards.items():
         kind = reward["type"]
-        for key in sorted(set(reward) - REWARD_KEYS[kind]):
+        try:
+            cfg_cls = get_reward_config_class(kind, name)
+        except RewardError as exc:
+            problems.append(str(exc) + " (the registered reward types)")
+            continue
+        allowed = cfg_cls.keys()
+        for key in sorted(set(reward) - allowed):
             problems.append(f"key 'rewards.{name}.{key}' does not apply to type {kind}: "
-                            f"expected only {', '.join(sorted(REWARD_KEYS[kind]))}")
-        for key, value in REWARD_DEFAULTS[kind].items():
+                            f"expected only {', '.join(sorted(allowed))}")
+        for key, value in cfg_cls.defaults().items():
             reward.setdefault(key, value)
-        if kind == "classifier":
-            for key in ("model", "label"):
-                if key not in reward:
-                    problems.append(f"key 'rewards.{name}.{key}' is missing: a classifier reward needs "
-                                    "model (hub id or folder) and label (e.g. POSITIVE)")
-        if kind == "utility_table" and reward["table"] != "vader":
-            table = Path(reward["table"]).expanduser()
-            if not table.is_file():
-                problems.append(f"key 'rewards.{name}.table' has value {reward['table']!r}: expected "
-                                "vader or an existing word,utility CSV file; that file does not exist")
+        missing = cfg_cls.missing(reward, name)
+        problems += missing
+        if not missing:
+            problems += cfg_cls.from_dict(reward, name).problems(f"rewards.{name}")
     return problems
 
 
@@ -182,15 +179,26 @@ def _interp_problems(config: dict) -> list[str]:
     corpus = config["activations"]["corpus"]
     if corpus != "rl_eval":
         path = Path(corpus).expanduser()
-        if path.suffix not in PROMPT_FILE_SUFFIXES:
+        if path.suffix not in TABLE_SUFFIXES:
             problems.append(f"key 'activations.corpus' has value {corpus!r}: expected rl_eval or a file ending in "
-                            f"{', '.join(PROMPT_FILE_SUFFIXES)}")
+                            f"{', '.join(TABLE_SUFFIXES)}")
         elif not path.is_file():
             problems.append(f"key 'activations.corpus' has value {corpus!r}: that file does not exist")
+    problems += _sae_kind_problems(config["sae"]["kinds"])
     if config["seed"] in config["sae"]["baseline_seeds"]:
         problems.append(f"key 'sae.baseline_seeds' has value {config['sae']['baseline_seeds']!r}: expected seeds other "
                         f"than the run's seed ({config['seed']}), or the baseline SAE is the same SAE")
     return problems
+
+
+def _sae_kind_problems(kinds: list[str]) -> list[str]:
+    """``sae.kinds`` against the SAE registry, so a new architecture needs no schema edit (this imports
+    torch, about 1.5 s of CPU, once per validation)."""
+    from .sae.registry import architectures
+
+    known = architectures()
+    return [f"key 'sae.kinds' has value {kind!r}: expected one of {', '.join(known)} (the registered SAE architectures)"
+            for kind in kinds if kind not in known]
 
 
 def _autointerp_problems(config: dict) -> list[str]:
@@ -213,9 +221,16 @@ def _autointerp_problems(config: dict) -> list[str]:
 
 
 def _rl_problems(rl: dict) -> list[str]:
+    from .rl.algorithm import get_algorithm
     from .rl.config import ppo_config
 
-    return ppo_config(rl["preset"], rl["ppo"]).problems("rl.ppo")
+    from .rl.algorithm import algorithm_names
+
+    if rl["algorithm"] not in algorithm_names():
+        return [f"key 'rl.algorithm' has value {rl['algorithm']!r}: expected one of {', '.join(algorithm_names())} "
+                "(the registered RL algorithms)"]
+    settings = ppo_config(rl["preset"], rl["ppo"], rl["algorithm"])
+    return settings.problems("rl.ppo") + get_algorithm(settings.algorithm).problems(settings, "rl.ppo")
 
 
 def _semantic_problems(config: dict) -> list[str]:
@@ -279,25 +294,12 @@ def _pick(cls, mapping: dict):
     return cls(**{k: v for k, v in mapping.items() if k in names})
 
 
-def model_config(config: dict):
-    """Typed view of ``model:`` (rlhf_lens.models.ModelConfig)."""
-    from .models import ModelConfig
-
-    return _pick(ModelConfig, config["model"])
-
-
-def prompts_config(config: dict):
-    """Typed view of ``prompts:`` (rlhf_lens.data.prompts.PromptsConfig)."""
-    from .data.prompts import PromptsConfig
-
-    return _pick(PromptsConfig, config["prompts"])
-
-
 def rl_settings(config: dict):
-    """(PPOConfig, EvalConfig) of ``rl:``: the preset with ``rl.ppo`` overrides, and ``rl.eval``."""
+    """(PPOConfig, EvalConfig) of ``rl:``: the preset with ``rl.ppo`` overrides and ``rl.algorithm``, and ``rl.eval``."""
     from .rl.config import EvalConfig, ppo_config
 
-    return ppo_config(config["rl"]["preset"], config["rl"]["ppo"]), _pick(EvalConfig, config["rl"]["eval"])
+    rl = config["rl"]
+    return ppo_config(rl["preset"], rl["ppo"], rl["algorithm"]), _pick(EvalConfig, rl["eval"])
 
 
 def rule_resources(config: dict, rule: str) -> Resources:
@@ -330,11 +332,11 @@ def features_config(config: dict):
 
 
 def autointerp_settings(config: dict):
-    """(AutointerpConfig, ExampleConfig, ScoringConfig) of ``autointerp:``; kind defaults to the first SAE kind."""
+    """(AutointerpConfig, ExampleConfig, SimulationConfig) of ``autointerp:``; kind defaults to the first SAE kind."""
     from .autointerp.examples import ExampleConfig
-    from .autointerp.pipeline import ScoringConfig
+    from .autointerp.simulate import SimulationConfig
     from .autointerp.stage import AutointerpConfig
 
     ai = dict(config["autointerp"])
     ai["kind"] = ai["kind"] or config["sae"]["kinds"][0]
-    return _pick(AutointerpConfig, ai), _pick(ExampleConfig, ai["examples"]), _pick(ScoringConfig, ai)
+    return _pick(AutointerpConfig, ai), _pick(ExampleConfig, ai["examples"]), _pick(SimulationConfig, ai)

@@ -3,19 +3,19 @@
 For block i: ``div_i = sum over the block's parameter tensors p of ||p_base - p_rlhf||_F``
 (the Frobenius norm of each tensor's difference, summed; not the norm of the concatenation).
 The top n blocks by divergence (n capped at the model's depth) are the layers every later
-stage studies. Outputs: a per-block table, ``{reward}_layers.json`` and a bar plot.
+stage studies. Outputs: a per-block table and ``{reward}_layers.json``; the rule script draws the
+bar plot from the table (``report.plots.plot_divergence``).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 
 import pandas as pd
 import torch
 
 from .model_parts import find_blocks
-from .atomic import atomic_file, write_json, write_parquet
+from .atomic import write_json, write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -50,26 +50,9 @@ def top_layers(table: pd.DataFrame, top_n: int) -> list[int]:
     return [int(x) for x in ranked["layer"].head(min(top_n, len(table)))]
 
 
-def plot_divergence(table: pd.DataFrame, chosen: list[int], path: str | os.PathLike, title: str = "") -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(max(4, 0.25 * len(table) + 2), 3))
-    colors = ["tab:red" if L in chosen else "tab:gray" for L in table["layer"]]
-    ax.bar(table["layer"], table["divergence"], color=colors)
-    ax.set_xlabel("block")
-    ax.set_ylabel("sum of ||Δθ||_F")
-    ax.set_title(title or "parameter divergence per block (red: selected)")
-    fig.tight_layout()
-    with atomic_file(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
-
-
-def divergence_stage(base_dir, rlhf_dir, top_n: int, table_path, layers_path, plot_path, device: str = "cpu") -> list[int]:
-    """Load both models, write the per-block table, the chosen layers (JSON) and the bar plot."""
+def divergence_stage(base_dir, rlhf_dir, top_n: int, table_path, layers_path, device: str = "cpu") -> list[int]:
+    """Load both models, write the per-block table and the chosen layers (JSON); return the chosen layers,
+    highest divergence first."""
     from transformers import AutoModelForCausalLM
 
     # Only the weights matter here; a policy folder need not carry a tokenizer.
@@ -80,7 +63,6 @@ def divergence_stage(base_dir, rlhf_dir, top_n: int, table_path, layers_path, pl
     table["rank"] = table["divergence"].rank(ascending=False, method="first").astype(int)
     table["selected"] = table["layer"].isin(chosen)
     write_parquet(table, table_path)
-    plot_divergence(table, chosen, plot_path)
     write_json({"layers": sorted(chosen), "ranked": chosen, "top_n": top_n, "n_blocks": len(table),
                 "base": str(base_dir), "rlhf": str(rlhf_dir)}, layers_path)
     log.info("divergence per block: %s; selected %s", [round(v, 4) for v in table["divergence"]], chosen)

@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from .atomic import atomic_file, write_json, write_parquet
+from .atomic import write_json, write_parquet
 from .bootstrap import bootstrap_ci
 
 log = logging.getLogger(__name__)
@@ -165,33 +165,15 @@ def seed_baseline(sae_a, sae_b, n_boot: int, level: float, seed: int) -> dict:
             "hungarian_ci": [hlo, hhi], "per_atom": best}
 
 
-def plot_histograms(panels: list[tuple[str, dict[str, np.ndarray]]], path: str | os.PathLike) -> None:
-    """One panel per kind: overlaid histograms of per-atom max cosines (pairs and seed baselines)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.2), squeeze=False)
-    bins = np.linspace(-0.2, 1.0, 49)
-    for ax, (title, series) in zip(axes[0], panels):
-        for label, values in series.items():
-            ax.hist(values, bins=bins, alpha=0.5, label=label, density=True)
-        ax.set_xlabel("max cosine with the other dictionary")
-        ax.set_title(title)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    with atomic_file(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-
-
-def features_stage(sae_dirs: dict[str, str | os.PathLike], store, layer: int, out_table, out_summary, out_plot,
+def features_stage(sae_dirs: dict[str, str | os.PathLike], store, layer: int, out_table, out_summary,
                    *, sizes: tuple[int, ...], kinds: tuple[str, ...], baseline_seeds: tuple[int, ...], top_k: int,
-                   n_boot: int, level: float, eval_fraction: float, seed: int) -> dict:
-    """Compare the small and large SAE of each kind for one (role, layer); write table, summary, histograms.
+                   n_boot: int, level: float, eval_fraction: float, seed: int
+                   ) -> tuple[dict, list[tuple[str, dict[str, np.ndarray]]]]:
+    """Compare the small and large SAE of each kind for one (role, layer); write table and summary.
 
-    ``sae_dirs`` maps size names (relu_1x, relu_2x_seed1, ...) to SAE folders.
+    ``sae_dirs`` maps size names (relu_1x, relu_2x_seed1, ...) to SAE folders. Returns the summary
+    and the histogram panels, one per kind: (title, {label: per-atom max cosines}) of the pair and
+    of each seed baseline, for ``report.plots.plot_max_cosine_histograms`` (the rule script draws them).
     """
     from .activations import doc_groups, read_layer, read_manifest, split_docs
     from .sae.io import load_sae
@@ -225,8 +207,7 @@ def features_stage(sae_dirs: dict[str, str | os.PathLike], store, layer: int, ou
         panels.append((f"layer {layer}, {kind}", series))
     write_parquet(pd.concat(tables, ignore_index=True), out_table)
     write_json(summary, out_summary)
-    plot_histograms(panels, out_plot)
-    return summary
+    return summary, panels
 
 
 def summarise(summary_paths: dict[tuple[str, int], str | os.PathLike], out_path) -> pd.DataFrame:

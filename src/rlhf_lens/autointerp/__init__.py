@@ -1,1 +1,2 @@
-"""Automated interpretability: explain features with an LLM and score the explanations by simulation."""
+"""Automated interpretability: one ``FeatureExamples`` record per feature (``examples``), explained by an
+LLM and scored by the registered scorers (``scorers``: simulation, detection), through ``pipeline``."""

@@ -54,6 +54,20 @@ class Completion:
     """True when the answer came from the disk cache."""
 
 
+@dataclass
+class TokenUsage:
+    """Tokens spent on one feature, summed over its LLM calls (a teacher-forced pass counts none)."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def add(self, completion: Completion | None) -> None:
+        """Count one chat answer (None: a call that reports no tokens)."""
+        if completion is not None:
+            self.prompt_tokens += completion.prompt_tokens
+            self.completion_tokens += completion.completion_tokens
+
+
 class ChatLLM(Protocol):
     """What the explainer and the simulator need from a model."""
 

@@ -15,15 +15,32 @@ from __future__ import annotations
 import logging
 import math
 import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .llm import ChatLLM, Completion
 from .prompts import escape_token, simulation_messages
 
+if TYPE_CHECKING:
+    from .examples import FeatureExamples
+
 log = logging.getLogger(__name__)
 
 DIGITS = {str(v): v for v in range(11)}
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    """LLM call settings for explaining and simulating (``autointerp`` in config.yaml)."""
+
+    explain_max_tokens: int = 32
+    """Tokens the explainer may write."""
+    top_logprobs: int = 5
+    """Alternatives per token asked for when simulating (0: use the written integers)."""
+    temperature: float = 0.0
+    """Sampling temperature of both calls; 0 is greedy and reproducible."""
 
 
 def expected_digit(top_logprobs: dict[str, float]) -> float | None:
@@ -124,6 +141,26 @@ def simulate_window(llm: ChatLLM, explanation: str, tokens: list[str], top_logpr
     completion = llm.chat(simulation_messages(explanation, tokens), max_tokens=8 * len(tokens) + 16,
                           temperature=temperature, top_logprobs=top_logprobs)
     return parse_predictions(completion, len(tokens)), completion
+
+
+def simulate_record(llm: ChatLLM, record: FeatureExamples, cfg: SimulationConfig) -> list[list[float | None]]:
+    """The simulated activations of every scoring window of ``record`` given its explanation.
+
+    Simulates once per record: the first call fills ``record.simulated`` (adding each answer's
+    tokens to ``record.usage`` as it comes), later calls return it, so scorers that share the
+    simulation (simulation score, detection) cost one simulation between them.
+    """
+    if record.simulated is None:
+        if record.explanation is None:
+            raise ValueError(f"feature {record.feature}: simulation needs an explanation first")
+        predicted = []
+        for window in record.score:
+            values, completion = simulate_window(llm, record.explanation, window.tokens, cfg.top_logprobs,
+                                                 cfg.temperature)
+            predicted.append(values)
+            record.usage.add(completion)
+        record.simulated = predicted
+    return record.simulated
 
 
 def correlation_score(true: list[list[float]], predicted: list[list[float | None]]) -> float:

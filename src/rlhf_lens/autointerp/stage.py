@@ -23,7 +23,9 @@ import pandas as pd
 from ..atomic import write_parquet
 from .examples import ExampleConfig, FeatureExamples, select_examples
 from .llm import CachedLLM, LocalChatLLM, OpenAICompatibleLLM
-from .pipeline import ScoringConfig, explain_and_score
+from .pipeline import explain_and_score
+from .scorers import DEFAULT_SCORERS, build_scorers
+from .simulate import SimulationConfig
 
 log = logging.getLogger(__name__)
 
@@ -131,18 +133,23 @@ def _histogram_json(acts: np.ndarray, bins: int = 20) -> str:
 
 
 def autointerp_stage(store, layer: int, sae_dir, matches_path, out_path, llm, *, role: str, dictionary: str,
-                     kind: str, cfg: AutointerpConfig, examples_cfg: ExampleConfig, scoring_cfg: ScoringConfig,
-                     seed: int = 0) -> pd.DataFrame:
+                     kind: str, cfg: AutointerpConfig, examples_cfg: ExampleConfig, simulation_cfg: SimulationConfig,
+                     seed: int = 0, scorers=DEFAULT_SCORERS) -> pd.DataFrame:
     """Explain and score the chosen features of one (role, layer); write the table; return it.
 
     ``store``: the role's activation store; ``sae_dir``: its small SAE of ``kind``; ``matches_path``:
-    the features stage's parquet for this (role, layer); ``llm``: a ChatLLM (see ``build_llm``).
+    the features stage's parquet for this (role, layer); ``llm``: a ChatLLM (see ``build_llm``);
+    ``scorers``: names in ``scorers.SCORERS`` (their columns must be in ``OUTPUT_COLUMNS``).
     """
     from tqdm import tqdm
 
     from ..activations import read_layer
     from ..sae.io import load_sae
 
+    unlisted = [c for scorer in build_scorers(scorers, llm, simulation_cfg) for c in scorer.columns
+                if c not in OUTPUT_COLUMNS]
+    if unlisted:
+        raise ValueError(f"scorer column(s) {unlisted} are not in the autointerp table's OUTPUT_COLUMNS")
     sae, _ = load_sae(sae_dir)
     tokens, x = read_layer(store, layer, with_text=True)
     n_active, _ = _latent_columns(sae, x, None)
@@ -157,7 +164,7 @@ def autointerp_stage(store, layer: int, sae_dir, matches_path, out_path, llm, *,
                                   mininterval=5)):
         acts = cols[:, j]
         examples = select_examples(tokens, acts, int(meta.feature), examples_cfg, seed)
-        result = explain_and_score(llm, examples, scoring_cfg)
+        result = explain_and_score(llm, examples, simulation_cfg, scorers)
         if result["status"] != "ok":
             log.warning("feature %d: %s", meta.feature, result["reason"])
         predicted = result.pop("predicted")

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ..atomic import write_parquet
+from ..tables_io import TABLE_SUFFIXES, read_table
 
 log = logging.getLogger(__name__)
 
@@ -60,16 +61,12 @@ def builtin_texts() -> list[str]:
 def _read_file(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise DataError(f"prompt file {str(path)!r} does not exist")
+    if path.suffix not in TABLE_SUFFIXES:
+        raise DataError(f"prompt file {str(path)!r}: expected a .parquet, .csv or .jsonl file")
     try:
-        if path.suffix == ".parquet":
-            return pd.read_parquet(path)
-        if path.suffix == ".csv":
-            return pd.read_csv(path)
-        if path.suffix == ".jsonl":
-            return pd.read_json(path, lines=True)
+        return read_table(path)
     except Exception as exc:  # pandas/pyarrow raise many types for a malformed file
         raise DataError(f"cannot read prompt file {str(path)!r}: {exc}") from exc
-    raise DataError(f"prompt file {str(path)!r}: expected a .parquet, .csv or .jsonl file")
 
 
 def _read_hf(name: str, split: str, config_name: str | None) -> pd.DataFrame:

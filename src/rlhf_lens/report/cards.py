@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import html
 import json
-import math
 import os
 
 import pandas as pd
 
 from ..atomic import atomic_file
+from ..missing import is_missing
 from .wording import fmt, is_number
 
 KEY = ["role", "layer", "dictionary", "feature"]
@@ -63,7 +63,7 @@ _WHITESPACE_MARKS = {"\n": "\u21b5", "\r": "\u240d", "\t": "\u21e5"}
 
 def _text(value) -> str:
     """Untrusted text for HTML: None/NaN -> "", everything else escaped (quotes too, for attributes)."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if is_missing(value):
         return ""
     return html.escape(str(value), quote=True)
 
@@ -105,7 +105,7 @@ def histogram_svg(hist: dict, width: int = 260, height: int = 70) -> str:
 
 
 def _loads(value, what: str, row) -> dict:
-    if value is None or (isinstance(value, float) and math.isnan(value)) or value == "":
+    if is_missing(value) or value == "":
         return {}
     try:
         return json.loads(value)

@@ -1,4 +1,11 @@
-"""Report plots where a picture reads faster than a table (matplotlib Agg, written atomically)."""
+"""Every plot of the workflow (matplotlib Agg, PNG written atomically).
+
+Report plots where a picture reads faster than a table (``plot_mmcs_vs_baseline``, ``plot_utilities``)
+and the stages' own figures, drawn by their rule scripts from what the stage returned or wrote:
+the divergence bar plot (``plot_divergence``), the max-cosine histograms of the features stage
+(``plot_max_cosine_histograms``) and the PPO curves (``plot_rl_curves``). Stages never draw: the
+report is the higher layer.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +15,8 @@ import numpy as np
 import pandas as pd
 
 from ..atomic import atomic_file
-from .summary import MEASURES, role_points
+from ..scoring.config import MEASURES
+from .summary import role_points
 from .tables import mmcs_vs_noise_floor
 from .wording import is_number, valid_ci
 
@@ -22,12 +30,57 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path) -> None:
+def _save(fig, path, dpi: int = 110) -> None:
     plt = _pyplot()
     fig.tight_layout()
     with atomic_file(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+        fig.savefig(tmp, format="png", dpi=dpi)
     plt.close(fig)
+
+
+def plot_divergence(table: pd.DataFrame, chosen: list[int], path: str | os.PathLike, title: str = "") -> None:
+    """Parameter divergence per block (``divergence.block_divergence``'s table), the ``chosen`` blocks in red."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(max(4, 0.25 * len(table) + 2), 3))
+    colors = ["tab:red" if L in chosen else "tab:gray" for L in table["layer"]]
+    ax.bar(table["layer"], table["divergence"], color=colors)
+    ax.set_xlabel("block")
+    ax.set_ylabel("sum of ||Δθ||_F")
+    ax.set_title(title or "parameter divergence per block (red: selected)")
+    _save(fig, path, dpi=120)
+
+
+def plot_max_cosine_histograms(panels: list[tuple[str, dict[str, np.ndarray]]], path: str | os.PathLike) -> None:
+    """One panel per kind: overlaid histograms of per-atom max cosines (pairs and seed baselines).
+
+    ``panels``: (title, {label: per-atom max cosines}) as ``features.features_stage`` returns them.
+    """
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.2), squeeze=False)
+    bins = np.linspace(-0.2, 1.0, 49)
+    for ax, (title, series) in zip(axes[0], panels):
+        for label, values in series.items():
+            ax.hist(values, bins=bins, alpha=0.5, label=label, density=True)
+        ax.set_xlabel("max cosine with the other dictionary")
+        ax.set_title(title)
+        ax.legend(fontsize=7)
+    _save(fig, path)
+
+
+def plot_rl_curves(metrics: pd.DataFrame, path: str | os.PathLike, title: str = "") -> None:
+    """Reward and KL per PPO step, two panels (``metrics``: rl/{reward}/metrics.parquet, one row per step)."""
+    plt = _pyplot()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.4))
+    ax1.plot(metrics["step"], metrics["reward_mean"], color="tab:blue")
+    ax1.set(xlabel="PPO step", ylabel="mean reward (score)", title="reward")
+    ax2.plot(metrics["step"], metrics["kl_mean"], color="tab:red", label="KL(policy || ref) per sequence")
+    ax2.set(xlabel="PPO step", ylabel="nats", title="KL to reference")
+    ax2b = ax2.twinx()
+    ax2b.plot(metrics["step"], metrics["kl_coef"], color="grey", ls="--", label="KL coef")
+    ax2b.set_ylabel("KL coefficient")
+    if title:
+        fig.suptitle(title)
+    _save(fig, path, dpi=100)
 
 
 def _errors(values, lows, highs) -> np.ndarray:

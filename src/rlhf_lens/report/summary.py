@@ -16,16 +16,12 @@ from pathlib import Path
 import pandas as pd
 
 from ..atomic import atomic_file
+from ..scoring.config import MEASURES
 from .tables import mmcs_vs_noise_floor, sae_metrics_table
 from .wording import (ALPHA, ci_label, effect_words, fmt, fmt_ci, is_number, is_significant, md_escape, md_table,
                       overlap_words)
 
 NOT_AVAILABLE = "Not available: this stage's output was not given (not run yet, or left out of the run)."
-MEASURES = {
-    "table3": "sum of |utility| of the explanations (Table 3)",
-    "token_utility": "mean |token utility|",
-    "unembed_utility": "mean |unembedding utility|",
-}
 
 
 @dataclass

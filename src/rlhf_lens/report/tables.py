@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..missing import as_float, is_missing
 from .wording import overlap_words
 
 SAE_COLUMNS = [
@@ -70,7 +71,7 @@ def mmcs_vs_noise_floor(features_summary: pd.DataFrame) -> pd.DataFrame:
     for rec in features_summary.to_dict("records"):
         row = {k: rec[k] for k in ("role", "layer", "kind", "mmcs_small_to_large", "mmcs_ci_low", "mmcs_ci_high")}
         row.update(baseline=None, baseline_mmcs=None, baseline_ci_low=None, baseline_ci_high=None)
-        present = [b for b in baselines if pd.notna(rec.get(f"baseline_{b}_mmcs"))]
+        present = [b for b in baselines if not is_missing(rec.get(f"baseline_{b}_mmcs"))]
         if present:
             best = max(present, key=lambda b: _or_inf(rec.get(f"baseline_{b}_ci_high")))
             row.update(baseline=best, baseline_mmcs=rec[f"baseline_{best}_mmcs"],
@@ -83,7 +84,7 @@ def mmcs_vs_noise_floor(features_summary: pd.DataFrame) -> pd.DataFrame:
 
 def _or_inf(x) -> float:
     """A baseline without an upper bound is chosen: then nothing can be called above the floor."""
-    return float("inf") if x is None or pd.isna(x) else float(x)
+    return float("inf") if is_missing(x) else float(x)
 
 
 def _noise_verdict(row: dict) -> tuple[bool | None, str]:
@@ -91,7 +92,7 @@ def _noise_verdict(row: dict) -> tuple[bool | None, str]:
         return None, "no seed baseline: cannot tell"
     ours = [row["mmcs_ci_low"], row["mmcs_ci_high"]]
     floor = [row["baseline_ci_low"], row["baseline_ci_high"]]
-    overlap = overlap_words(_clean(ours), _clean(floor))
+    overlap = overlap_words([as_float(v) for v in ours], [as_float(v) for v in floor])
     if overlap is None:
         return None, "no CI: cannot tell"
     if overlap == "overlap":
@@ -99,8 +100,3 @@ def _noise_verdict(row: dict) -> tuple[bool | None, str]:
     if ours[0] > floor[1]:
         return True, "above the noise floor (CIs do not overlap)"
     return False, "below the noise floor (CIs do not overlap)"
-
-
-def _clean(ci):
-    return [None if v is None or pd.isna(v) else float(v) for v in ci]
-

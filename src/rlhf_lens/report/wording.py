@@ -15,6 +15,8 @@ import re
 
 import numpy as np
 
+from ..missing import is_missing
+
 ALPHA = 0.05
 """Significance level of the p-values (two-sided permutation tests)."""
 
@@ -100,7 +102,7 @@ def md_escape(text) -> str:
     HTML survives; Markdown's inline markers and table pipes are backslash-escaped (``_`` only where it
     could start or end emphasis, so identifiers like relu_1x stay readable).
     """
-    if text is None or (isinstance(text, float) and math.isnan(text)):
+    if is_missing(text):
         return ""
     one_line = " ".join(str(text).split())
     return _MD_SPECIAL.sub(r"\\\1", html.escape(one_line, quote=False))

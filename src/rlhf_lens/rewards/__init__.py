@@ -1,14 +1,30 @@
 """Rewards that RLHF trains against: a word-utility table and a sequence classifier.
 
 ``build_reward(name, rewards_config)`` builds the reward named in config (``rewards:``); every
-reward scores (prompt, response) pairs with ``score`` -> (B,) and ``token_rewards`` -> (B, T).
+reward scores (prompt, response) pairs with ``score`` -> (B,) and ``token_rewards`` -> (B, T),
+and says with ``per_token`` whether the latter splits the score over tokens.
+
+One file per reward ``type``, each holding its ``Reward`` subclass (with ``from_config``) and
+its ``RewardConfig`` dataclass (the type's keys, typed, a docstring and default per field; no
+default = required). Config validation reads keys, defaults and required keys from the
+registered config classes. A new reward type is its own new file plus one ``register_reward``
+line below (and its keys in ``schemas/config.schema.yaml``, whose ``type`` enum a test keeps
+equal to the registry). Reward modules import torch only inside functions, so the registry
+lists the types without it.
 """
 
 from __future__ import annotations
 
-from .base import Reward, RewardError, last_token_rewards
+from .base import Reward, RewardConfig, RewardError, last_token_rewards
+from .classifier import ClassifierConfig, ClassifierReward
+from .registry import get_reward_class, get_reward_config_class, register_reward, reward_types
+from .utility_table import UtilityTableConfig, UtilityTableReward
 
-__all__ = ["Reward", "RewardError", "build_reward", "last_token_rewards"]
+register_reward("utility_table", UtilityTableReward, UtilityTableConfig)
+register_reward("classifier", ClassifierReward, ClassifierConfig)
+
+__all__ = ["Reward", "RewardConfig", "RewardError", "build_reward", "get_reward_class", "get_reward_config_class",
+           "last_token_rewards", "register_reward", "reward_types"]
 
 
 def build_reward(name: str, rewards: dict, device: str = "cpu", trust_remote_code: bool = False) -> Reward:
@@ -17,17 +33,6 @@ def build_reward(name: str, rewards: dict, device: str = "cpu", trust_remote_cod
         raise RewardError(f"unknown reward {name!r}: config 'rewards' defines {', '.join(sorted(rewards)) or 'none'}")
     spec = rewards[name]
     kind = spec.get("type")
-    if kind == "utility_table":
-        from .utility_table import UtilityTableReward, load_table
-
-        try:
-            table = load_table(spec.get("table", "vader"))
-        except RewardError as exc:
-            raise RewardError(f"key 'rewards.{name}.table': {exc}") from exc
-        return UtilityTableReward(table, scope=spec.get("scope", "response"), name=name)
-    if kind == "classifier":
-        from .classifier import ClassifierReward
-
-        return ClassifierReward(spec["model"], spec["label"], name=name, device=device,
-                                trust_remote_code=trust_remote_code, scope=spec.get("scope", "response"))
-    raise RewardError(f"key 'rewards.{name}.type' has value {kind!r}: expected utility_table or classifier")
+    cls, cfg_cls = get_reward_class(kind, name), get_reward_config_class(kind, name)
+    return cls.from_config(cfg_cls.from_dict(spec, name), name=name, device=device,
+                           trust_remote_code=trust_remote_code)

@@ -4,13 +4,21 @@ A reward scores a batch of (prompt, response) texts. ``score`` returns one seque
 pair, shape (B,). ``token_rewards`` spreads a reward over the response's tokens, given each
 token's character span in the response text; shape (B, T) with T the longest token list, zeros
 past each row's end. Rewards that cannot attribute their score to tokens put the whole
-sequence reward on the last token (what TRL's PPO did for every reward).
+sequence reward on the last token (what TRL's PPO did for every reward); ``per_token`` says
+which of the two a reward does.
+
+Each reward type's keys under ``rewards.<name>`` are a ``RewardConfig`` dataclass (one field per
+key, typed, with a docstring and a default unless the key is required); config validation reads
+the allowed keys, defaults and required keys from it, so this module and every config class
+import no torch.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Sequence
 
 Span = tuple[int, int]
 
@@ -19,10 +27,70 @@ class RewardError(ValueError):
     """A reward that cannot be built as configured; the message names the key or file."""
 
 
+@dataclass(frozen=True, kw_only=True)
+class RewardConfig:
+    """The keys of one reward type under ``rewards.<name>`` (besides ``type``): subclasses add fields.
+
+    A field without a default is a required key; ``field(metadata={"hint": ...})`` says what a
+    missing one should hold (it appears in the error message).
+    """
+
+    @classmethod
+    def keys(cls) -> set[str]:
+        """Allowed keys of an entry of this type, ``type`` included."""
+        return {"type"} | {f.name for f in dataclasses.fields(cls)}
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """Key -> default of every optional key."""
+        out = {}
+        for f in dataclasses.fields(cls):
+            if f.default is not dataclasses.MISSING:
+                out[f.name] = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                out[f.name] = f.default_factory()
+        return out
+
+    @classmethod
+    def required(cls) -> dict[str, str]:
+        """Key -> hint of every required key (fields without a default), in field order."""
+        return {f.name: f.metadata.get("hint", "") for f in dataclasses.fields(cls)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+
+    @classmethod
+    def missing(cls, entry: dict, name: str) -> list[str]:
+        """One problem per required key that the entry ``rewards.<name>`` lacks."""
+        need = [f"{k} ({hint})" if hint else k for k, hint in cls.required().items()]
+        needs = " and ".join([", ".join(need[:-1]), need[-1]] if len(need) > 1 else need)
+        return [f"key 'rewards.{name}.{k}' is missing: a {entry.get('type')} reward needs {needs}"
+                for k in cls.required() if k not in entry]
+
+    @classmethod
+    def from_dict(cls, entry: dict, name: str = "reward") -> "RewardConfig":
+        """The config of a ``rewards.<name>`` entry: known keys only, defaults filled, required keys checked."""
+        missing = cls.missing(entry, name)
+        if missing:
+            raise RewardError(missing[0])
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in entry.items() if k in names})
+
+    def problems(self, prefix: str) -> list[str]:
+        """Readable problems a schema cannot check (files that must exist); ``prefix`` is ``rewards.<name>``."""
+        return []
+
+
 class Reward(ABC):
-    """Scores (prompt, response) pairs. Subclasses set ``name`` and implement ``score``."""
+    """Scores (prompt, response) pairs. Subclasses set ``name`` and implement ``score`` and ``from_config``."""
 
     name: str = "reward"
+    per_token: ClassVar[bool] = False
+    """True when ``token_rewards`` splits the score over the tokens that earned it; False puts it on the last token."""
+
+    @classmethod
+    def from_config(cls, config: RewardConfig, *, name: str, device: str = "cpu",
+                    trust_remote_code: bool = False) -> "Reward":
+        """The reward ``rewards.<name>`` built from its config; RewardError naming the key or file if it cannot be."""
+        raise NotImplementedError(f"{cls.__name__} cannot be built from config")
 
     @abstractmethod
     def score(self, prompts: Sequence[str], responses: Sequence[str]):

@@ -4,20 +4,37 @@ Any Hugging Face ``AutoModelForSequenceClassification`` (hub id or folder; for o
 paper's ``lvwerra/distilbert-imdb`` with label POSITIVE). The classifier reads the response alone
 (the paper's later code), or prompt + response with ``scope: prompt_and_response``. It gives no
 per-token attribution, so its per-token form is the sequence reward on the last token.
+
+Config: ``type: classifier`` with the keys of ``ClassifierConfig``.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from typing import Sequence
 
-from .base import Reward, RewardError
+from .base import Reward, RewardConfig, RewardError
 
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True, kw_only=True)
+class ClassifierConfig(RewardConfig):
+    """``rewards.<name>`` of type classifier."""
+
+    model: str = field(metadata={"hint": "hub id or folder"})
+    """Hub id or local folder of a sequence-classification model."""
+    label: str = field(metadata={"hint": "e.g. POSITIVE"})
+    """Name of the label whose logit is the reward."""
+    scope: str = "response"
+    """Score the response alone (response) or the prompt and response together (prompt_and_response)."""
+
+
 class ClassifierReward(Reward):
     """reward = logit of ``label`` from a sequence classifier; (B,) float32."""
+
+    per_token = False
 
     def __init__(self, model_spec: str, label: str, *, name: str = "classifier", device: str = "cpu",
                  batch_size: int = 32, trust_remote_code: bool = False, scope: str = "response"):
@@ -41,6 +58,12 @@ class ClassifierReward(Reward):
         if self.model.config.pad_token_id is None:
             self.model.config.pad_token_id = self.tokenizer.pad_token_id
         self.max_length = min(getattr(self.tokenizer, "model_max_length", 512) or 512, 4096)
+
+    @classmethod
+    def from_config(cls, config: ClassifierConfig, *, name: str, device: str = "cpu",
+                    trust_remote_code: bool = False) -> "ClassifierReward":
+        return cls(config.model, config.label, name=name, device=device, trust_remote_code=trust_remote_code,
+                   scope=config.scope)
 
     def to(self, device: str) -> "ClassifierReward":
         self.device = device

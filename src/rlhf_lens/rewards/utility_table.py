@@ -10,6 +10,8 @@ deliberately not used: the paper's reward is the plain table sum.
 Per-token form: each response token gets the share of its word's utility equal to the share of
 the word's characters it covers, so tokens of one word split that word's utility and a row sums
 to the sequence reward. When clipping binds, the row is scaled to sum to the clipped value.
+
+Config: ``type: utility_table`` with the keys of ``UtilityTableConfig``.
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ import logging
 import math
 import re
 import string
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Sequence
 
-from .base import Reward, RewardError, Span
+from .base import Reward, RewardConfig, RewardError, Span
 
 log = logging.getLogger(__name__)
 
@@ -115,13 +118,40 @@ def words_with_spans(text: str) -> list[tuple[str, Span]]:
     return out
 
 
+@dataclass(frozen=True, kw_only=True)
+class UtilityTableConfig(RewardConfig):
+    """``rewards.<name>`` of type utility_table."""
+
+    table: str = "vader"
+    """vader (the VADER lexicon from the vaderSentiment package) or a path to a word,utility CSV."""
+    scope: str = "response"
+    """Score the response alone (response) or the prompt and response together (prompt_and_response)."""
+
+    def problems(self, prefix: str) -> list[str]:
+        if self.table != "vader" and not Path(self.table).expanduser().is_file():
+            return [f"key '{prefix}.table' has value {self.table!r}: expected vader or an existing word,utility "
+                    "CSV file; that file does not exist"]
+        return []
+
+
 class UtilityTableReward(Reward):
     """r = clip(sum of U(word) / 5, -10, 10) over the response (or prompt + response) words."""
+
+    per_token = True
 
     def __init__(self, table: dict[str, float], scope: str = "response", name: str = "utility"):
         if scope not in ("response", "prompt_and_response"):
             raise RewardError(f"reward {name!r}: scope {scope!r}: expected response or prompt_and_response")
         self.table, self.scope, self.name = table, scope, name
+
+    @classmethod
+    def from_config(cls, config: UtilityTableConfig, *, name: str, device: str = "cpu",
+                    trust_remote_code: bool = False) -> "UtilityTableReward":
+        try:
+            table = load_table(config.table)
+        except RewardError as exc:
+            raise RewardError(f"key 'rewards.{name}.table': {exc}") from exc
+        return cls(table, scope=config.scope, name=name)
 
     def raw_utility(self, text: str) -> float:
         """Sum of U(word) over the words of ``text`` (unscaled, unclipped)."""

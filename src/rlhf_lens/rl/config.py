@@ -1,8 +1,9 @@
-"""PPO settings: a typed dataclass with one docstring per field, and named presets.
+"""RL settings: a typed dataclass with one docstring per field, and named presets.
 
 ``paper`` = the settings of Marks et al. (TRL 0.7 defaults); ``cpu_default`` = what the default
 experiment runs on a 2-core CPU within its time budget (see README, "Measured"). Config
-``rl.preset`` picks one and ``rl.ppo`` overrides single fields. No torch import here, so config
+``rl.preset`` picks one and ``rl.ppo`` overrides single fields; ``rl.algorithm`` names the
+registered algorithm (see ``rlhf_lens.rl.algorithm``) that trains with them. No torch import here, so config
 validation stays fast.
 """
 
@@ -14,8 +15,10 @@ from dataclasses import dataclass, fields
 
 @dataclass(frozen=True)
 class PPOConfig:
-    """One PPO run's settings. Lengths are in tokens; rewards in the reward's own units."""
+    """One RL run's settings. Lengths are in tokens; rewards in the reward's own units."""
 
+    algorithm: str = "ppo"
+    """The registered RL algorithm (config ``rl.algorithm``; every other field comes from ``rl.ppo``)."""
     steps: int = 30
     """Number of PPO steps (one rollout batch + its optimisation each)."""
     batch_size: int = 16
@@ -105,18 +108,19 @@ PRESETS: dict[str, PPOConfig] = {
 
 
 def field_names() -> list[str]:
-    return [f.name for f in fields(PPOConfig)]
+    """The settings ``rl.ppo`` may override: every field but ``algorithm`` (``rl.algorithm``)."""
+    return [f.name for f in fields(PPOConfig) if f.name != "algorithm"]
 
 
-def ppo_config(preset: str = "cpu_default", overrides: dict | None = None) -> PPOConfig:
-    """The preset with ``overrides`` (field -> value) applied; unknown names raise KeyError."""
+def ppo_config(preset: str = "cpu_default", overrides: dict | None = None, algorithm: str = "ppo") -> PPOConfig:
+    """The preset with ``overrides`` (field -> value) applied, trained by ``algorithm``; unknown names raise KeyError."""
     if preset not in PRESETS:
         raise KeyError(f"unknown PPO preset {preset!r}: expected one of {', '.join(PRESETS)}")
     overrides = dict(overrides or {})
     unknown = sorted(set(overrides) - set(field_names()))
     if unknown:
         raise KeyError(f"unknown PPO setting(s) {', '.join(unknown)}: expected fields of PPOConfig")
-    return dataclasses.replace(PRESETS[preset], **overrides)
+    return dataclasses.replace(PRESETS[preset], algorithm=algorithm, **overrides)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 
 import pandas as pd
 import torch
@@ -23,7 +22,7 @@ from ..model_parts import pad_token_id
 from ..models import load_prepared
 from ..rewards import Reward
 from .config import EvalConfig, PPOConfig
-from .ppo import pad_batch, response_logprobs, sample_responses
+from .rollout import pad_batch, response_logprobs, sample_responses
 from .text import check_context, decode_with_spans, tokenize_prompts
 from .train import read_prompts
 

@@ -20,13 +20,13 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from ..atomic import atomic_dir, atomic_file, write_parquet
+from ..atomic import atomic_dir, write_parquet
 from ..models import load_prepared
 from ..rewards import Reward
 from .checkpoint import fingerprint, latest_checkpoint, save_checkpoint
 from .config import PPOConfig
-from .ppo import PPOTrainer
 from .text import RLInputError, check_context, decode_with_spans, tokenize_prompts, truncate_queries
+from .trainer import RLTrainer
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class RLRun:
         import random
 
         random.seed(seed)
-        self.trainer = PPOTrainer(policy, ref, tokenizer, config, device=device)
+        self.trainer = RLTrainer(policy, ref, tokenizer, config, device=device)
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self.fp = fingerprint({"ppo": asdict(config), "seed": seed, **(settings or {})})
         self.step = 0
@@ -87,15 +87,20 @@ class RLRun:
         cfg = self.config
         t0 = time.perf_counter()
         rng = np.random.default_rng([self.seed, 1, step])
-        idx = batch_indices(step, cfg.batch_size, len(self.prompts), self.seed)
+        k = self.trainer.samples_per_prompt()  # K responses per prompt (algorithms that compare samples)
+        idx = batch_indices(step, cfg.batch_size // k, len(self.prompts), self.seed)
         queries = truncate_queries([self.prompts[i] for i in idx], cfg.query_min_tokens, cfg.query_max_tokens, rng)
+        groups = None
+        if k > 1:  # each prompt cut once, then repeated: its K rollouts share a query and a group id
+            queries = [q for q in queries for _ in range(k)]
+            groups = torch.arange(len(idx)).repeat_interleave(k)
         length = int(rng.integers(cfg.response_min_tokens, cfg.response_max_tokens + 1))
         responses = self.trainer.generate(queries, length)
         t_gen = time.perf_counter() - t0
         prompt_texts = [self.tokenizer.decode(q, skip_special_tokens=True) for q in queries]
         decoded = [decode_with_spans(self.tokenizer, r) for r in responses]
         scores = self.reward.token_rewards(prompt_texts, [d[0] for d in decoded], [d[1] for d in decoded])
-        stats = self.trainer.step(queries, responses, scores)
+        stats = self.trainer.step(queries, responses, scores, groups)
         stats.update({"step": step, "seconds": time.perf_counter() - t0, "generation_seconds": t_gen,
                       "response_length": length})
         return stats
@@ -138,34 +143,11 @@ class RLRun:
         return pd.DataFrame(self.rows, columns=cols)
 
 
-def plot_curves(metrics: pd.DataFrame, path: str | os.PathLike, title: str = "") -> None:
-    """Reward and KL per PPO step, two panels, written atomically as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.4))
-    ax1.plot(metrics["step"], metrics["reward_mean"], color="tab:blue")
-    ax1.set(xlabel="PPO step", ylabel="mean reward (score)", title="reward")
-    ax2.plot(metrics["step"], metrics["kl_mean"], color="tab:red", label="KL(policy || ref) per sequence")
-    ax2.set(xlabel="PPO step", ylabel="nats", title="KL to reference")
-    ax2b = ax2.twinx()
-    ax2b.plot(metrics["step"], metrics["kl_coef"], color="grey", ls="--", label="KL coef")
-    ax2b.set_ylabel("KL coefficient")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    with atomic_file(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-
-
 def train_policy(model_dir: str | os.PathLike, prompts_path: str | os.PathLike, reward: Reward, config: PPOConfig,
-                 *, out_policy: str | os.PathLike, out_metrics: str | os.PathLike, out_plot: str | os.PathLike,
-                 checkpoint_dir: str | os.PathLike, seed: int = 0, device: str = "cpu",
+                 *, out_policy: str | os.PathLike, out_metrics: str | os.PathLike, checkpoint_dir: str | os.PathLike, seed: int = 0, device: str = "cpu",
                  settings: dict | None = None) -> pd.DataFrame:
-    """Train against ``reward`` from the model in ``model_dir``; write policy/, metrics and curves.
+    """Train against ``reward`` from the model in ``model_dir``; write policy/ and the per-step metrics
+    (the rule script draws them with ``report.plots.plot_rl_curves``).
 
     ``settings`` (reward and model config) joins the checkpoint fingerprint, so a rerun with
     other settings starts fresh instead of resuming.
@@ -182,7 +164,6 @@ def train_policy(model_dir: str | os.PathLike, prompts_path: str | os.PathLike, 
         policy.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
     write_parquet(metrics, out_metrics)
-    plot_curves(metrics, out_plot, title=f"PPO against reward {reward.name!r}")
     if not config.keep_checkpoints:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
     log.info("policy written to %s after %d steps", out_policy, len(metrics))

@@ -1,15 +1,29 @@
 """Sparse autoencoders: one file per architecture (``tied_relu``, ``topk``) on a shared base
 (``base``), the registry of architectures (``registry``), training (``train``), SAELens-layout
 files (``io``), metrics (``metrics``) and the stage that fits one SAE on one layer of an
-activation store (``fit``)."""
+activation store (``fit``).
 
-from .base import SAE, ArchitectureConfig, activation_scale, fold_input_scale
-from .io import SAEFormatError, load_sae, save_sae
-from .registry import KINDS, UnknownArchitecture, architectures, build_sae, get_sae_class, register_sae_class
-from .tied_relu import TiedReLUConfig, TiedReLUSAE
-from .topk import TopKConfig, TopKSAE
-from .train import SAETrainConfig, train_sae
+The names below load on first use (PEP 562), so ``rlhf_lens.sae.registry.architectures()`` is
+available to config validation without importing torch.
+"""
 
-__all__ = ["KINDS", "SAE", "ArchitectureConfig", "SAEFormatError", "SAETrainConfig", "TiedReLUConfig", "TiedReLUSAE",
-           "TopKConfig", "TopKSAE", "UnknownArchitecture", "activation_scale", "architectures", "build_sae",
-           "fold_input_scale", "get_sae_class", "load_sae", "register_sae_class", "save_sae", "train_sae"]
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "SAE": "base", "ArchitectureConfig": "base", "activation_scale": "base", "fold_input_scale": "base",
+    "SAEFormatError": "io", "load_sae": "io", "save_sae": "io",
+    "KINDS": "registry", "UnknownArchitecture": "registry", "architectures": "registry", "build_sae": "registry",
+    "get_sae_class": "registry", "register_sae_class": "registry", "register_sae_module": "registry",
+    "TiedReLUConfig": "tied_relu", "TiedReLUSAE": "tied_relu", "TopKConfig": "topk", "TopKSAE": "topk",
+    "SAETrainConfig": "train", "train_sae": "train",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -18,9 +18,10 @@ from pathlib import Path
 from ..activations import doc_groups, read_docs, read_layer, read_manifest, split_docs
 from ..model_parts import find_blocks, pad_token_id, site_module
 from ..atomic import atomic_dir, write_json
+from ..missing import json_safe
 from .base import activation_scale, fold_input_scale
 from .io import saelens_hook_name, save_sae
-from .metrics import finite, reconstruction_metrics, spliced_losses
+from .metrics import reconstruction_metrics, spliced_losses
 from .registry import architectures
 from .train import SAETrainConfig, train_sae
 
@@ -110,7 +111,7 @@ def fit_saes(store: str | os.PathLike, layer: int, outputs: dict[str, str | os.P
                      extra={"layer": layer, "site": manifest["site"], "size": name, "seed": tcfg.seed,
                             "model": manifest.get("model"), "train_config": tcfg.__dict__,
                             "trained_on_activations_times": scale})
-            write_json(finite(metrics), tmp / "metrics.json")
+            write_json(json_safe(metrics, finite=True), tmp / "metrics.json")
         ckpt.unlink(missing_ok=True)
         log.info("SAE %s layer %d: EV %.3f, L0 %.1f, dead %.2f", name, layer, metrics["explained_variance"],
                  metrics.get("l0", float("nan")), metrics.get("dead_fraction", float("nan")))

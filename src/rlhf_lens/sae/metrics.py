@@ -17,9 +17,6 @@
 
 from __future__ import annotations
 
-import math
-
-import numpy as np
 import torch
 from torch.nn import functional as F
 
@@ -229,9 +226,3 @@ def _spliced_summary(totals: dict, n: int, name, with_mean: bool) -> dict:
 def _recovered(ablated: float, spliced: float, clean: float) -> float:
     gap = ablated - clean
     return (ablated - spliced) / gap if abs(gap) > 1e-12 else float("nan")
-
-
-def finite(d: dict) -> dict:
-    """JSON-safe copy: NaN/inf become None."""
-    return {k: (None if isinstance(v, float) and not math.isfinite(v) else
-                (float(v) if isinstance(v, (np.floating,)) else v)) for k, v in d.items()}

@@ -6,19 +6,23 @@
 
 Adding an architecture (e.g. a crosscoder): write ``sae/<name>.py`` with its config (a subclass of
 ``base.ArchitectureConfig`` holding only its own fields) and its module (a subclass of
-``base.SAE``), then add one ``register_sae_class`` line below. Nothing else changes: training,
-saving, loading and metrics go through the registry and the ``SAE`` interface.
+``base.SAE``), set ``SAE_CLASS`` and ``CONFIG_CLASS`` at its end, then add one
+``register_sae_module`` line below. Nothing else changes: training, saving, loading, metrics and
+config validation (``sae.kinds`` is checked against ``architectures()``, which imports no torch) go
+through the registry and the ``SAE`` interface.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from .base import SAE, ArchitectureConfig
-from .tied_relu import TiedReLUConfig, TiedReLUSAE
-from .topk import TopKConfig, TopKSAE
+if TYPE_CHECKING:
+    from .base import SAE, ArchitectureConfig
 
-_REGISTRY: dict[str, tuple[type[SAE], type[ArchitectureConfig]]] = {}
+# name -> (module class, config class), or name -> "module" for built-ins imported on first use:
+# the names are then known without importing torch, so config validation can check sae.kinds fast.
+_REGISTRY: dict[str, tuple[type[SAE], type[ArchitectureConfig]] | str] = {}
 
 
 class UnknownArchitecture(ValueError):
@@ -30,18 +34,32 @@ def register_sae_class(name: str, cls: type[SAE], cfg_cls: type[ArchitectureConf
     if getattr(cls, "architecture", None) != name:
         raise ValueError(f"register_sae_class({name!r}, {cls.__name__}): the class's architecture is "
                          f"{getattr(cls, 'architecture', None)!r}; they must match (it is what cfg.json records)")
-    if name in _REGISTRY and _REGISTRY[name] != (cls, cfg_cls):
+    if name in _REGISTRY and get_sae_class(name) != (cls, cfg_cls):
         raise ValueError(f"SAE architecture {name!r} is already registered to {_REGISTRY[name][0].__name__}")
     _REGISTRY[name] = (cls, cfg_cls)
+
+
+def register_sae_module(name: str, module: str) -> None:
+    """Register the architecture ``name`` defined in ``rlhf_lens.sae.<module>``, imported on first use;
+    the module names its classes ``SAE_CLASS`` and ``CONFIG_CLASS``."""
+    _REGISTRY.setdefault(name, module)
 
 
 def get_sae_class(name: str) -> tuple[type[SAE], type[ArchitectureConfig]]:
     """(module class, config class) registered under ``name``."""
     try:
-        return _REGISTRY[name]
+        entry = _REGISTRY[name]
     except (KeyError, TypeError):
         raise UnknownArchitecture(f"unknown SAE architecture {name!r}: expected one of {', '.join(architectures())}") \
             from None
+    if isinstance(entry, str):
+        module = importlib.import_module(f"{__package__}.{entry}")
+        entry = (module.SAE_CLASS, module.CONFIG_CLASS)
+        if getattr(entry[0], "architecture", None) != name:
+            raise ValueError(f"rlhf_lens.sae.{module.__name__.rsplit('.', 1)[-1]}.SAE_CLASS is "
+                             f"{entry[0].__name__}, whose architecture is not {name!r}")
+        _REGISTRY[name] = entry
+    return entry
 
 
 def architectures() -> tuple[str, ...]:
@@ -59,8 +77,8 @@ def build_sae(kind: str, d: int, m: int, **settings: Any) -> SAE:
     return cls.from_config(d, m, cfg_cls.from_dict(settings))
 
 
-register_sae_class("relu", TiedReLUSAE, TiedReLUConfig)
-register_sae_class("topk", TopKSAE, TopKConfig)
+register_sae_module("relu", "tied_relu")
+register_sae_module("topk", "topk")
 
 KINDS = architectures()
 """The built-in architectures (the values ``sae.kinds`` accepts in config.yaml)."""

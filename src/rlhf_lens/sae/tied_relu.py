@@ -87,3 +87,7 @@ class TiedReLUSAE(SAE):
     def saelens_config(self) -> dict:
         # The paper's encoder does not subtract b_dec from its input.
         return {"apply_b_dec_to_input": False}
+
+
+SAE_CLASS = TiedReLUSAE
+CONFIG_CLASS = TiedReLUConfig

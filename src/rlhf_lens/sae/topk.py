@@ -125,3 +125,7 @@ class TopKSAE(SAE):
 
     def saelens_config(self) -> dict:
         return {"apply_b_dec_to_input": True, "k": self.k, "rescale_acts_by_decoder_norm": False}
+
+
+SAE_CLASS = TopKSAE
+CONFIG_CLASS = TopKConfig

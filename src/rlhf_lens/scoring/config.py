@@ -1,8 +1,18 @@
-"""Settings of the scoring stage."""
+"""Settings of the scoring stage, and the names of what it measures."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+MEASURES = {
+    "table3": "sum of |utility| of the explanations (Table 3)",
+    "token_utility": "mean |token utility|",
+    "unembed_utility": "mean |unembedding utility|",
+}
+"""The measures of the scoring stage: the keys of its statistics JSON, each with the words the report names it by."""
+
+LLM_FREE_MEASURES = tuple(k for k in MEASURES if k != "table3")
+"""The measures that need no LLM: per-latent columns of the scoring table (token_utility, unembed_utility)."""
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,16 +13,15 @@ import pandas as pd
 
 from ..activations import read_layer
 from ..atomic import atomic_file, write_json, write_parquet
+from ..missing import is_missing, json_safe
 from ..rewards.utility_table import load_table
 from ..sae.io import load_sae
-from .config import ScoringConfig
-from .stats import json_safe, measure_stats, table3_stats
+from .config import LLM_FREE_MEASURES, ScoringConfig
+from .stats import measure_stats, table3_stats
 from .utilities import (activation_weighted_utility, explanation_utility, quoted_explanation_utility, token_utilities,
                         unembed_utility, vocab_utilities)
 
 log = logging.getLogger(__name__)
-
-MEASURES = ("token_utility", "unembed_utility")
 
 
 @dataclass(frozen=True)
@@ -86,14 +84,14 @@ def table3_frame(stats: dict) -> pd.DataFrame:
                "ci_low": ci(t["ci"])[0], "ci_high": ci(t["ci"])[1],
                "random_baseline": t["random_baseline"]["sum_abs_utility"],
                "random_ci_low": ci(t["random_baseline"]["ci"])[0], "random_ci_high": ci(t["random_baseline"]["ci"])[1]}
-        for m in MEASURES:
+        for m in LLM_FREE_MEASURES:
             s = stats[m][role]
             row.update({f"{m}_mean_abs": s["mean_abs"], f"{m}_ci_low": ci(s["ci"])[0], f"{m}_ci_high": ci(s["ci"])[1]})
         rows.append(row)
     d = stats["table3"]["difference"]
     diff = {"role": "rlhf - base", "sum_abs_utility": d["rlhf_minus_base"], "ci_low": d["ci"][0],
             "ci_high": d["ci"][1], "p_value": d["p_value"]}
-    for m in MEASURES:
+    for m in LLM_FREE_MEASURES:
         s = stats[m]["difference"]
         diff.update({f"{m}_mean_abs": s["rlhf_minus_base"], f"{m}_ci_low": s["ci"][0], f"{m}_ci_high": s["ci"][1],
                      f"{m}_p_value": s["p_value"]})
@@ -103,7 +101,7 @@ def table3_frame(stats: dict) -> pd.DataFrame:
 
 def _markdown(frame: pd.DataFrame) -> str:
     def cell(v):
-        if v is None or (isinstance(v, float) and math.isnan(v)):
+        if is_missing(v):
             return ""
         return f"{v:.3f}" if isinstance(v, float) else str(v)
 
@@ -135,7 +133,7 @@ def scoring_stage(parts: list[LayerInputs], out_table, out_csv, out_md, out_stat
     rows = pd.concat(frames, ignore_index=True)
     stats = {"table3": table3_stats(rows, cfg, seed),
              "table3_quoted": table3_stats(rows, cfg, seed, column="explanation_utility_quoted"),
-             **{m: measure_stats(rows, m, cfg, seed) for m in MEASURES},
+             **{m: measure_stats(rows, m, cfg, seed) for m in LLM_FREE_MEASURES},
              "ci_level": cfg.ci_level, "n_boot": cfg.bootstrap, "n_permutations": cfg.permutations, "seed": seed}
     write_parquet(rows, out_table)
     frame = table3_frame(stats)

@@ -8,12 +8,11 @@ its p < 0.05, and the RLHF features also beat their random-feature baseline (``i
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 
 from ..bootstrap import bootstrap_ci
+from ..missing import as_float
 from .config import ScoringConfig
 
 
@@ -24,23 +23,6 @@ def _ci(values: np.ndarray, cfg: ScoringConfig, seed: int, scale: float = 1.0) -
     is exactly len × its mean.
     """
     return [c * scale for c in bootstrap_ci(values, cfg.bootstrap, cfg.ci_level, seed)]
-
-
-def _num(x) -> float | None:
-    return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
-
-
-def json_safe(obj):
-    """NaN -> None everywhere in nested dicts/lists (JSON has no NaN)."""
-    if isinstance(obj, dict):
-        return {k: json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    if isinstance(obj, (float, np.floating)):
-        return _num(float(obj))
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj
 
 
 def _strata_index(strata: np.ndarray) -> list[np.ndarray]:
@@ -133,7 +115,7 @@ def table3_stats(rows: pd.DataFrame, cfg: ScoringConfig, seed: int, column: str 
             "sum_abs_utility": float(u.sum()), "n_features": n, "n_failed": int((~sel["explained"]).sum()),
             "ci": _ci(u, cfg, seed, scale=n),
             "random_baseline": {
-                "sum_abs_utility": _num(rand.mean() * n) if len(rand) else None, "n_features": int(len(rand)),
+                "sum_abs_utility": as_float(rand.mean() * n) if len(rand) else None, "n_features": int(len(rand)),
                 "ci": _ci(rand, cfg, seed, scale=n),
             },
         }
@@ -157,8 +139,8 @@ def measure_stats(rows: pd.DataFrame, column: str, cfg: ScoringConfig, seed: int
         rest_rows = mine[~mine["selected"] & (mine["n_active"] > 0)]
         sel, rest = sel_rows[column].abs().to_numpy(), rest_rows[column].abs().to_numpy()
         values[role] = (sel, sel_rows["layer"].to_numpy(), rest, rest_rows["layer"].to_numpy())
-        out[role] = {"mean_abs": _num(sel.mean()) if len(sel) else None, "n_features": int(len(sel)),
-                     "ci": _ci(sel, cfg, seed), "random_mean_abs": _num(rest.mean()) if len(rest) else None,
+        out[role] = {"mean_abs": as_float(sel.mean()) if len(sel) else None, "n_features": int(len(sel)),
+                     "ci": _ci(sel, cfg, seed), "random_mean_abs": as_float(rest.mean()) if len(rest) else None,
                      "random_ci": _ci(rest, cfg, seed)}
     (a, a_l, _, _), (b, b_l, b_rest, b_rest_l) = values["base"], values["rlhf"]
     out["difference"] = paired_difference(a, a_l, b, b_l, np.mean, cfg, seed)

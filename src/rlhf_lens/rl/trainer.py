@@ -1,0 +1,198 @@
+"""The shared RL trainer for causal LMs with per-token rewards; the algorithm (``rl.algorithm``) plugs in.
+
+``RLTrainer`` holds the policy (with a value head if the algorithm needs one), the frozen
+reference model, the optimiser and the KL controller. One ``step``:
+
+1. ``rollout``: pad the batch, score it, and without gradients take the policy's log-probs,
+   values and entropies, the reference's log-probs and the per-token KL estimate; then the
+   algorithm's advantages;
+2. ``optimise``: ``ppo_epochs`` passes over the batch in shuffled minibatches; each
+   ``minibatch_step`` takes the algorithm's loss, one gradient step with clipping;
+3. ``step_stats``: the step's metrics; the KL controller adapts to the batch's KL.
+
+Sampling (``generate``) draws from the policy itself (top-k off, top-p 1) with torch's global
+RNG, which ``state_dict`` saves, so a resumed run is bit-identical to an uninterrupted one on CPU.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import defaultdict
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..model_parts import pad_token_id
+from .advantages import KLController, masked_mean
+from .algorithm import Rollout, get_algorithm
+from .config import PPOConfig
+from .rollout import ValueHead, pad_batch, response_logprobs, sample_responses
+
+log = logging.getLogger(__name__)
+
+
+def rng_state() -> dict:
+    """Every random state a run draws from: torch, numpy, python (saved in checkpoints)."""
+    np_state = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+            "python": random.getstate()}
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), *rest))
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+
+
+class RLTrainer:
+    """Policy, value head (if the algorithm has one), reference, optimiser, KL controller; ``step`` = one update.
+
+    ``policy`` and ``ref`` are Hugging Face causal LMs on the same device; ``ref`` is frozen.
+    ``config.algorithm`` names the registered algorithm (``ppo`` by default).
+    """
+
+    def __init__(self, policy, ref, tokenizer, config: PPOConfig, device: str = "cpu"):
+        self.policy, self.ref, self.tokenizer, self.config, self.device = policy, ref, tokenizer, config, device
+        self.algorithm = get_algorithm(config.algorithm)
+        self.ref.eval().requires_grad_(False)
+        self.value_head = ValueHead(policy.config.hidden_size).to(device) if self.algorithm.needs_value_head else None
+        if config.freeze_embeddings:
+            policy.get_input_embeddings().requires_grad_(False)
+            policy.get_output_embeddings().requires_grad_(not policy.config.tie_word_embeddings)
+        params = [p for p in policy.parameters() if p.requires_grad]
+        if self.value_head is not None:
+            params += list(self.value_head.parameters())
+        self.optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay,
+                                           eps=config.adam_eps)
+        self.kl = KLController(config.init_kl_coef, config.target_kl if config.adaptive_kl else None,
+                               config.kl_horizon)
+        self.pad_id = pad_token_id(tokenizer)
+        self.eos_id = tokenizer.eos_token_id
+
+    # ------------------------------------------------------------------ sampling
+
+    def samples_per_prompt(self) -> int:
+        """Responses per prompt in a rollout batch (the algorithm's group size; 1 for PPO)."""
+        return self.algorithm.samples_per_prompt(self.config)
+
+    def generate(self, queries: Sequence[torch.Tensor], length: int) -> list[torch.Tensor]:
+        """Sample ``length`` tokens after each query from the policy (see ``rollout.sample_responses``)."""
+        return sample_responses(self.policy, queries, length, pad_id=self.pad_id, eos_id=self.eos_id,
+                                temperature=self.config.temperature, stop_at_eos=self.config.stop_at_eos,
+                                device=self.device)
+
+    # ------------------------------------------------------------------ one step
+
+    def step(self, queries: Sequence[torch.Tensor], responses: Sequence[torch.Tensor], scores: torch.Tensor,
+             groups: torch.Tensor | None = None) -> dict:
+        """One update from a rollout batch; returns the step's statistics.
+
+        ``scores`` (B, T') float: the reward's per-token scores (a sequence reward goes on the
+        last token); columns beyond a response's length are ignored. ``groups`` (B,) long: the
+        prompt index of each rollout (see ``Rollout.groups``); None when every prompt is its own.
+        """
+        B = len(queries)
+        if B % self.config.mini_batch_size:
+            raise ValueError(f"batch of {B} rollouts is not divisible by mini_batch_size {self.config.mini_batch_size}")
+        rollout = self.rollout(queries, responses, scores, groups)
+        stats = self.optimise(rollout)
+        seq_kl = float(rollout.kl.sum(1).mean())
+        self.kl.update(seq_kl, B)
+        return self.step_stats(rollout, stats, seq_kl)
+
+    def rollout(self, queries: Sequence[torch.Tensor], responses: Sequence[torch.Tensor], scores: torch.Tensor,
+                groups: torch.Tensor | None = None) -> Rollout:
+        """The rollout batch with old and reference log-probs, KL, values and the algorithm's advantages."""
+        batch = pad_batch(queries, responses, self.pad_id, self.device)
+        mask = batch.mask
+        B, T = mask.shape
+        score = torch.zeros(B, T, device=self.device)
+        width = min(T, scores.shape[1])
+        score[:, :width] = scores[:, :width].to(self.device).float()
+        score = score * mask
+
+        with torch.no_grad():
+            self.policy.eval()
+            logp, values, entropy = response_logprobs(self.policy, self.value_head, batch, with_entropy=True)
+            ref_logp, _, _ = response_logprobs(self.ref, None, batch)
+            kl = (logp - ref_logp) * mask  # per-token KL estimate (k1)
+            rollout = Rollout(batch, score, logp, ref_logp, kl, self.kl.value, entropy=entropy, values=values,
+                              groups=None if groups is None else groups.to(self.device))
+            targets = self.algorithm.advantages(rollout, self.config)
+        rollout.advantages, rollout.rewards, rollout.returns = targets.advantages, targets.rewards, targets.returns
+        return rollout
+
+    def optimise(self, rollout: Rollout) -> dict[str, list[float]]:
+        """``ppo_epochs`` passes over the rollout in shuffled minibatches; each statistic per minibatch."""
+        cfg = self.config
+        B = rollout.mask.shape[0]
+        self.policy.train()
+        stats: dict[str, list[float]] = defaultdict(list)
+        for _ in range(cfg.ppo_epochs):
+            order = torch.randperm(B)
+            for start in range(0, B, cfg.mini_batch_size):
+                idx = order[start:start + cfg.mini_batch_size]
+                for key, value in self.minibatch_step(rollout.rows(idx.to(self.device))).items():
+                    stats[key].append(value)
+        self.policy.eval()
+        return dict(stats)
+
+    def minibatch_step(self, mb: Rollout) -> dict[str, float]:
+        """The algorithm's loss on one minibatch and one clipped gradient step; its statistics."""
+        logp, values, _ = response_logprobs(self.policy, self.value_head, mb.batch)
+        loss, stats = self.algorithm.loss(logp, values, mb, self.config)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(
+            [p for g in self.optimizer.param_groups for p in g["params"]], self.config.max_grad_norm)
+        self.optimizer.step()
+        with torch.no_grad():
+            out = {key: float(value) for key, value in stats.items()}
+            out["approx_kl"] = float(0.5 * masked_mean((logp - mb.logp) ** 2, mb.mask))
+            out["grad_norm"] = float(grad_norm)
+        return out
+
+    def step_stats(self, rollout: Rollout, stats: dict[str, list[float]], seq_kl: float) -> dict:
+        """The step's metrics: minibatch statistics averaged, and the rollout's reward, KL, entropy."""
+        mask, score = rollout.mask, rollout.score
+        B = mask.shape[0]
+        out = {k: float(np.mean(v)) for k, v in stats.items()}
+        out.update({
+            "reward_mean": float(score.sum(1).mean()),
+            "reward_std": float(score.sum(1).std()) if B > 1 else 0.0,
+            "kl_mean": seq_kl,
+            "kl_coef": rollout.kl_coef,
+            "entropy": float(masked_mean(rollout.entropy, mask)),
+            "total_reward_mean": float(rollout.rewards.sum(1).mean()),
+        })
+        if rollout.values is not None:
+            out["value_mean"] = float(masked_mean(rollout.values, mask))
+        out.update({
+            "advantage_abs_mean": float(masked_mean(rollout.advantages.abs(), mask)),
+            "response_tokens": float(mask.sum(1).mean()),
+        })
+        return out
+
+    # ------------------------------------------------------------------ state
+
+    def state_dict(self) -> dict:
+        """Everything a bit-identical resume needs except the step counter and data position."""
+        return {"policy": self.policy.state_dict(),
+                "value_head": None if self.value_head is None else self.value_head.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "kl": self.kl.state_dict(), "rng": rng_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.policy.load_state_dict(state["policy"])
+        if self.value_head is not None:
+            self.value_head.load_state_dict(state["value_head"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.kl.load_state_dict(state["kl"])
+        set_rng_state(state["rng"])
+
+
+PPOTrainer = RLTrainer
+"""Former name of ``RLTrainer`` (it trains with ``config.algorithm``, PPO by default)."""
