@@ -465,3 +465,20 @@ def test_workflow_rst_renders_like_snakemake_report(repo_root):
         "html_body"]
     assert "system-message" not in body and "problematic" not in body
     assert "<h1" in body or "title" in body
+
+
+def test_a_significant_difference_that_random_features_match_is_not_called_an_effect():
+    """The statistics rule's third condition: RLHF's selected features must beat its random ones."""
+    from rlhf_lens.report.summary import measure_section
+
+    stats = scoring_stats([10.0, 50.0], 0.001)
+    stats["table3"]["rlhf_vs_random"] = {"selected_minus_random_mean": 0.02, "ci": [-0.3, 0.4], "p_value": 0.8}
+    stats["table3"]["effect"] = False
+    text = measure_section("table3", stats)
+    assert "significant: the 95% CI excludes 0" in text
+    assert "Not an effect by the report's rule" in text and "no effect at this size" in text
+    assert "carry more" not in text
+    stats["table3"]["rlhf_vs_random"] = {"selected_minus_random_mean": 1.2, "ci": [0.8, 1.6], "p_value": 0.001}
+    stats["table3"]["effect"] = True
+    text = measure_section("table3", stats)
+    assert "carry more of this measure" in text and "Not an effect" not in text

@@ -18,7 +18,7 @@ import pandas as pd
 from ..atomic import atomic_file
 from ..scoring.config import MEASURES
 from .tables import mmcs_vs_noise_floor, sae_metrics_table
-from .wording import (ALPHA, ci_label, effect_words, fmt, fmt_ci, is_number, is_significant, md_escape, md_table,
+from .wording import (ALPHA, ci_label, effect_words, fmt, fmt_ci, fmt_p, is_number, is_significant, md_escape, md_table,
                       overlap_words)
 
 NOT_AVAILABLE = "Not available: this stage's output was not given (not run yet, or left out of the run)."
@@ -202,8 +202,17 @@ def measure_section(key: str, stats: dict | None) -> str:
     d, ci, p = diff.get("rlhf_minus_base"), diff.get("ci"), diff.get("p_value")
     verdict = effect_words(ci, level, p, tested=True)
     text = "\n".join(lines) + f"\n\nRLHF − base = {fmt(d, signed=True)}: {verdict}."
+    beats = s.get("rlhf_vs_random")
+    if beats:
+        b_ci, b_p = beats.get("ci"), beats.get("p_value")
+        text += (f" RLHF's selected features vs its random ones: {fmt(beats.get('selected_minus_random_mean'), signed=True)}"
+                 f" per feature ({ci_label(level)} {fmt_ci(b_ci)}, p = {fmt_p(b_p)}).")
     if is_significant(ci, p, tested=True):
-        text += f" The RLHF model's features carry {'more' if ci[0] > 0 else 'less'} of this measure than the base's."
+        if s.get("effect") is False:
+            text += (" Not an effect by the report's rule: RLHF's selected features do not beat its random"
+                     " features, so the difference is not in what the method selected; no effect at this size.")
+        else:
+            text += f" The RLHF model's features carry {'more' if ci[0] > 0 else 'less'} of this measure than the base's."
     return text
 
 
