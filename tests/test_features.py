@@ -92,19 +92,62 @@ def test_stage_writes_table_and_summary_and_returns_the_histogram_panels(tmp_pat
     extract_activations(model, tok, texts, [1], tmp_path / "store", ActivationsConfig())
     d = model.config.hidden_size
     dirs = {}
-    for name, m, seed in (("relu_1x", 16, 0), ("relu_2x", 32, 1), ("relu_1x_seed1", 16, 2)):
+    for name, m, seed in (("relu_1x", 16, 0), ("relu_2x", 32, 1), ("relu_1x_seed1", 16, 2), ("relu_1x_seed2", 16, 3)):
         torch.manual_seed(seed)
         (tmp_path / name).mkdir()
         save_sae(build_sae("relu", d, m), tmp_path / name)
         dirs[name] = tmp_path / name
     summary, panels = features_stage(dirs, tmp_path / "store", 1, tmp_path / "m.parquet", tmp_path / "s.json",
-                                     sizes=(1, 2), kinds=("relu",), baseline_seeds=(1,), top_k=3, n_boot=50,
+                                     sizes=(1, 2), kinds=("relu",), baseline_seeds=(1, 2), top_k=3, n_boot=50,
                                      level=0.9, eval_fraction=0.5, seed=0)
     assert not list(tmp_path.glob("*.png"))  # the stage draws nothing
     assert json.loads((tmp_path / "s.json").read_text()) == summary
     assert len(pd.read_parquet(tmp_path / "m.parquet")) > 0
     [(title, series)] = panels
-    assert title == "layer 1, relu" and list(series) == ["1x vs 2x", "1x seed vs seed1"]
+    assert title == "layer 1, relu" and list(series) == ["1x vs 2x", "1x seed1 vs 2x", "1x seed2 vs 2x"]
+    floor = summary["kinds"]["relu"]["seed_baselines"]["cross_seed"]
+    # Like for like: the floor's small dictionaries run their max over the large one's 32 atoms, as the headline.
+    assert (floor["n_small"], floor["n_large"], floor["n_seeds"]) == (16, 32, 2)
+    assert floor["mmcs"] == pytest.approx(np.mean(list(floor["per_seed"].values())))
     assert all(len(v) == 16 for v in series.values())
     plot_max_cosine_histograms(panels, tmp_path / "hist.png")
     assert (tmp_path / "hist.png").stat().st_size > 1000
+
+
+def test_chance_mmcs_grows_with_the_pool_alone():
+    """The first wave's floor compared a max over m atoms with a headline max over 2m: pool size alone
+    moves it (d 576: 0.1285 vs 0.1367 for 576 vs 1,152 candidates, the numbers the review measured)."""
+    from rlhf_lens.features import chance_mmcs
+
+    same = chance_mmcs(576, 576, 576, seed=0)
+    double = chance_mmcs(576, 1152, 576, seed=0)
+    assert same == pytest.approx(0.1285, abs=0.004) and double == pytest.approx(0.1367, abs=0.004)
+    assert double > same
+
+
+def test_the_floor_is_like_for_like_and_its_interval_is_across_seeds():
+    """Planted: the large dictionary holds the small one's atoms; a small dictionary of another seed
+    holds unrelated ones. The floor compares each seed's small dictionary with the same large one, and
+    its interval comes from the spread across seeds (t with n - 1 degrees of freedom)."""
+    from scipy import stats
+
+    from rlhf_lens.features import cross_seed_floor
+
+    class Atoms(torch.nn.Module):
+        def __init__(self, a):
+            super().__init__()
+            self.a = a
+
+        def atoms(self):
+            return self.a
+
+    g = torch.Generator().manual_seed(0)
+    large = Atoms(torch.randn(64, 16, generator=g))
+    smalls = {s: Atoms(torch.randn(32, 16, generator=g)) for s in (1, 2, 3)}
+    floor = cross_seed_floor(smalls, large, 0.95)
+    vals = np.array([floor["per_seed"][k] for k in ("1", "2", "3")])
+    half = stats.t.ppf(0.975, 2) * vals.std(ddof=1) / np.sqrt(3)
+    assert floor["mmcs_ci"] == pytest.approx([vals.mean() - half, vals.mean() + half])
+    assert (floor["n_small"], floor["n_large"]) == (32, 64)
+    one = cross_seed_floor({1: smalls[1]}, large, 0.95)
+    assert one["mmcs_ci"] == [None, None]  # one seed: no spread to estimate

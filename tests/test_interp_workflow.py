@@ -118,7 +118,7 @@ def test_features_summary(interp_run):
     summary = pd.read_parquet(interp_run / "results/tiny/features/utility/summary.parquet")
     assert len(summary) == 2 * 1 * 1  # roles x layers x kinds
     assert ((summary["hungarian_mean_cosine"] <= summary["mmcs_small_to_large"] + 1e-9)).all()
-    assert summary["baseline_1x_vs_seed1_mmcs"].between(-1, 1).all()
+    assert summary["baseline_cross_seed_mmcs"].between(-1, 1).all()
     table = pd.read_parquet(interp_run / "results/tiny/features/utility/rlhf/layer1.parquet")
     assert table.groupby(["kind", "direction"])["top_k"].sum().eq(3).all()
 

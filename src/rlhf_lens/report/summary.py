@@ -119,12 +119,16 @@ def mmcs_section(features: pd.DataFrame | None) -> str:
              + (f" ({md_escape(r['baseline'])})" if r["baseline"] else ""),
              r["verdict"]] for r in table.to_dict("records")]
     n_above = sum(v is True for v in table["above_noise_floor"])
-    headers = ["role", "layer", "kind", "MMCS small→large [CI]", "seed-vs-seed baseline [CI]", "verdict"]
+    headers = ["role", "layer", "kind", "MMCS small→large [CI]", "cross-seed floor [CI]", "verdict"]
+    chance = pd.to_numeric(features.get("chance_mmcs", pd.Series(dtype=float)), errors="coerce").dropna()
+    chance_words = (f" Random unit vectors with the same pool sizes give {fmt(chance.min())}-{fmt(chance.max())}."
+                    if len(chance) else "")
     return (md_table(headers, rows)
             + f"\n\n{n_above} of {len(table)} (role, layer, kind) are above the noise floor. MMCS here is the "
             "many-to-one mean max cosine of the small dictionary's atoms against the large one's (Sharkey et al.); "
-            "the baseline is the same number between two SAEs that differ only in seed (the highest such "
-            "baseline when there are several). Above the noise floor means the two CIs do not overlap.")
+            "the floor is the same number for small dictionaries trained with other seeds against the same large "
+            "dictionary (the same pool of candidates), its CI across those seeds. Above the noise floor means the "
+            "two CIs do not overlap." + chance_words)
 
 
 def autointerp_section(autointerp: pd.DataFrame | None) -> str:

@@ -48,7 +48,7 @@ class SAEStageConfig:
     """Passes over the training tokens."""
     batch_size: int = 256
     """Tokens per optimiser step."""
-    baseline_seeds: tuple[int, ...] = (1,)
+    baseline_seeds: tuple[int, ...] = (1, 2, 3)
     """Extra seeds for the seed-vs-seed baseline: each kind's small dictionary is trained again with each."""
     eval_fraction: float = 0.2
     """Fraction of documents held out to measure the SAEs on."""
