@@ -52,7 +52,7 @@ class SAEStageConfig:
     """Extra seeds for the seed-vs-seed baseline: each kind's small dictionary is trained again with each."""
     eval_fraction: float = 0.2
     """Fraction of documents held out to measure the SAEs on."""
-    ce_eval_tokens: int = 256
+    ce_eval_tokens: int = 128
     """Evaluation tokens scored for the spliced CE/KL (4 model forwards over them per SAE); 0 skips it."""
 
 
