@@ -56,3 +56,17 @@ def test_unreachable_endpoint_fails_with_reason_after_retries():
     llm = OpenAICompatibleLLM(f"http://127.0.0.1:{port}/v1", "m", timeout_s=2, max_retries=1, backoff_s=0.01)
     with pytest.raises(LLMError, match="failed after 2 tries"):
         llm.check()
+
+
+def test_cache_identity_follows_the_weights_not_the_folder_name(tmp_path, tokenizer):
+    """Two runs' "policy" folders (same name, other weights) must not share cached answers; the same
+    weights in another folder of that name do."""
+    from rlhf_lens.autointerp.llm import model_fingerprint
+
+    from tiny_models import save_tiny_model
+
+    a = save_tiny_model(tmp_path / "run_a" / "policy", tokenizer, seed=0)
+    b = save_tiny_model(tmp_path / "run_b" / "policy", tokenizer, seed=1)
+    same = save_tiny_model(tmp_path / "run_c" / "policy", tokenizer, seed=0)
+    assert model_fingerprint(a) != model_fingerprint(b)
+    assert model_fingerprint(a) == model_fingerprint(same)

@@ -71,6 +71,29 @@ def test_predictions_from_probabilities_and_from_text():
     assert parse_predictions(Completion(text="good\t3"), 3) == [3.0, None, None]
 
 
+def test_an_endpoint_that_writes_10_as_1_then_0_is_read_as_10():
+    """SmolLM2 (and most BPE vocabularies) have no "10" token: the answer streams "1", "0". Reading only
+    the first token's probabilities took every 10 for a 1."""
+    text = "great\t10\nfilm\t1\n"
+    tops = [{"great": 0.0}, {"\t": 0.0}, {"1": 0.0}, {"0": math.log(0.9), "\n": math.log(0.1)}, {"\n": 0.0},
+            {"film": 0.0}, {"\t": 0.0}, {"1": 0.0}, {"\n": math.log(0.8), "0": math.log(0.2)}, {"\n": 0.0}]
+    ten_ish, one_ish = parse_predictions(Completion(text=text, top_logprobs=tops), 2)
+    assert ten_ish == pytest.approx(0.9 * 10 + 0.1 * 1)
+    assert one_ish == pytest.approx(0.2 * 10 + 0.8 * 1)
+    assert parse_predictions(Completion(text=text), 2) == [10.0, 1.0]
+
+
+def test_split_one_and_ten_known_answers():
+    from rlhf_lens.autointerp.simulate import split_one_and_ten
+
+    # P(first token) 0: 0.5, 1: 0.5; after "1", "0" vs line end 3:1 -> E = 0.5 * (0.75 * 10 + 0.25 * 1).
+    after = {"0": math.log(0.3), "\n": math.log(0.1), "x": math.log(0.6)}
+    assert split_one_and_ten({0: 0.5, 1: 0.5}, after) == pytest.approx(0.5 * (7.5 + 0.25))
+    assert split_one_and_ten({3: 1.0}, None) == pytest.approx(3.0)
+    assert split_one_and_ten({1: 1.0}, None) == pytest.approx(1.0)
+    assert split_one_and_ten({}, None) is None
+
+
 def test_correlation_over_concatenated_windows():
     true = [[0.0, 1.0], [0.0, 0.0, 3.0]]
     assert correlation_score(true, [[0, 1], [0, 0, 3]]) == pytest.approx(1.0)
@@ -109,18 +132,27 @@ def test_prefill_simulation_known_answers(tiny_model_dir):
     text, positions = _answer_lines(tokens, "unknown")
     tok = llm.tokenizer
     prompt = tok.apply_chat_template(messages, add_generation_prompt=True, return_dict=True)["input_ids"]
-    ids = torch.tensor([prompt + tok(text[: positions[0]], add_special_tokens=False)["input_ids"]])
-    with torch.no_grad():
-        p = torch.softmax(llm.model(ids).logits[0, -1].float(), -1)
-    digit_p = torch.tensor([p[tok(str(d), add_special_tokens=False)["input_ids"][0]] for d in range(10)])
-    ids10 = torch.tensor([prompt + tok(text[: positions[0]] + "1", add_special_tokens=False)["input_ids"]])
-    with torch.no_grad():
-        q = torch.softmax(llm.model(ids10).logits[0, -1].float(), -1)
-    zero, end = q[tok("0", add_special_tokens=False)["input_ids"][0]], q[tok("\n", add_special_tokens=False)["input_ids"][0]]
-    ten = zero / (zero + end)
-    values = torch.arange(10, dtype=torch.float32)
-    values[1] = 10 * ten + (1 - ten)
-    assert predictions[0] == pytest.approx(float((digit_p * values).sum() / digit_p.sum()), rel=1e-4)
+    def by_hand(i):
+        """Token i's expectation from plain forwards: the answer up to its value, earlier lines
+        "unknown" as in the first pass, for the digits and for what follows a "1"."""
+        ids = torch.tensor([prompt + tok(text[: positions[i]], add_special_tokens=False)["input_ids"]])
+        with torch.no_grad():
+            p = torch.softmax(llm.model(ids).logits[0, -1].float(), -1)
+        digit_p = torch.tensor([p[tok(str(d), add_special_tokens=False)["input_ids"][0]] for d in range(10)])
+        ids10 = torch.tensor([prompt + tok(text[: positions[i]] + "1", add_special_tokens=False)["input_ids"]])
+        with torch.no_grad():
+            q = torch.softmax(llm.model(ids10).logits[0, -1].float(), -1)
+        zero = q[tok("0", add_special_tokens=False)["input_ids"][0]]
+        end = q[tok("\n", add_special_tokens=False)["input_ids"][0]]
+        ten = zero / (zero + end)
+        values = torch.arange(10, dtype=torch.float32)
+        values[1] = 10 * ten + (1 - ten)
+        return float((digit_p * values).sum() / digit_p.sum())
+
+    # The first value, and a later one: P("0" | "1") there is conditioned on earlier lines that read
+    # "unknown" (the first wave asked it after earlier lines that all read "10").
+    assert predictions[0] == pytest.approx(by_hand(0), rel=1e-4)
+    assert predictions[3] == pytest.approx(by_hand(3), rel=1e-4)
 
 
 class _CountingLLM:

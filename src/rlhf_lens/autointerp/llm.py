@@ -78,6 +78,20 @@ class ChatLLM(Protocol):
              top_logprobs: int = 0) -> Completion: ...
 
 
+def model_fingerprint(model_dir: str | os.PathLike) -> str:
+    """SHA-256 (first 16 hex digits) of a model folder's config.json and weight files, read in 1 MiB
+    blocks (SmolLM2-135M: ~0.5 s)."""
+    folder = Path(model_dir)
+    digest = hashlib.sha256()
+    for path in [folder / "config.json", *sorted(folder.glob("*.safetensors"))]:
+        if path.is_file():
+            digest.update(path.name.encode())
+            with open(path, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()[:16]
+
+
 class LocalChatLLM:
     """A transformers chat model. Greedy when temperature is 0, else seeded sampling."""
 
@@ -87,7 +101,9 @@ class LocalChatLLM:
         self.model, self.tokenizer = load_prepared(model_dir, device=device)
         self.device = device
         self.seed = seed
-        self.cache_identity = f"local:{Path(model_dir).resolve().name}"
+        # By content, not folder name: two runs' "policy" folders, or a model prepared again under the
+        # same name, must not share answers.
+        self.cache_identity = f"local:{Path(model_dir).resolve().name}:{model_fingerprint(model_dir)}"
 
     def chat(self, messages: Messages, *, max_tokens: int, temperature: float = 0.0,
              top_logprobs: int = 0) -> Completion:
@@ -127,6 +143,41 @@ class LocalChatLLM:
                 raise ValueError(f"candidate {c!r} is not a single token for this tokenizer")
             ids.append(tokens[0])
         return ids
+
+    def branch_logprobs(self, messages: Messages, assistant_text: str, char_positions: list[int], branch: str,
+                        candidates: list[str]) -> list[dict[str, float]]:
+        """At each character position of the teacher-forced reply: the log-probabilities of the
+        ``candidates`` right after ``branch`` written there, the text before that position unchanged
+        (P("0" | "1") at a value whose earlier lines read as they did, not as a second answer wrote them).
+
+        One pass over the reply keeps its key/value cache; each position then costs one forward of the
+        branch's single token on a copy of that cache cut back to the position.
+        """
+        import copy
+
+        import torch
+
+        prompt = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
+                                                    return_dict=True)["input_ids"].to(self.device)
+        answer = self.tokenizer(assistant_text, add_special_tokens=False, return_offsets_mapping=True)
+        starts = {start: j for j, (start, _) in enumerate(answer["offset_mapping"])}
+        missing = [pos for pos in char_positions if pos not in starts]
+        if missing:
+            raise ValueError(f"character {missing[0]} of the assistant text does not start a token")
+        [branch_id], candidate_ids = self._single_tokens([branch]), self._single_tokens(candidates)
+        ids = torch.cat([prompt, torch.tensor([answer["input_ids"]], device=self.device)], dim=1)
+        with torch.no_grad():
+            full = self.model(ids, use_cache=True, logits_to_keep=1).past_key_values
+            out = []
+            for pos in char_positions:
+                cache = copy.deepcopy(full)
+                drop = ids.shape[1] - (prompt.shape[1] + starts[pos])  # keep the prompt and the reply before pos
+                if drop:
+                    cache.crop(-drop)
+                logits = self.model(torch.tensor([[branch_id]], device=self.device), past_key_values=cache).logits
+                logp = torch.log_softmax(logits[0, -1].float(), dim=-1)
+                out.append({c: float(logp[i]) for c, i in zip(candidates, candidate_ids)})
+        return out
 
     def prefill_logprobs(self, messages: Messages, answers: list[Answer]) -> list[list[dict[str, float]]]:
         """Teacher-forced scoring: the chat, then each answer's ``assistant_text`` as the assistant's reply.
@@ -261,6 +312,18 @@ class CachedLLM:
     @property
     def can_prefill(self) -> bool:
         return hasattr(self.llm, "prefill_logprobs")
+
+    def branch_logprobs(self, messages: Messages, assistant_text: str, char_positions: list[int], branch: str,
+                        candidates: list[str]) -> list[dict[str, float]]:
+        params = {"branch": [assistant_text, char_positions, branch, candidates]}
+        path = self._path(self.key(messages, **params))
+        if path.is_file():
+            self.hits += 1
+            return json.loads(path.read_text())
+        self.misses += 1
+        result = self.llm.branch_logprobs(messages, assistant_text, char_positions, branch, candidates)
+        write_json(result, path)
+        return result
 
     def prefill_logprobs(self, messages: Messages, answers: list[Answer]) -> list[list[dict[str, float]]]:
         params = {"prefill": [list(a) for a in answers]}

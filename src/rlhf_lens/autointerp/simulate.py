@@ -48,29 +48,55 @@ def expected_digit(top_logprobs: dict[str, float]) -> float | None:
 
     Token texts are stripped of whitespace. None when no digit is among the top tokens.
     """
-    mass: dict[int, float] = {}
-    for token, logprob in top_logprobs.items():
-        value = DIGITS.get(token.strip())
-        if value is not None:
-            mass[value] = mass.get(value, 0.0) + math.exp(logprob)
+    mass = _digit_mass(top_logprobs)
     total = sum(mass.values())
     if total <= 0:
         return None
     return sum(v * p for v, p in mass.items()) / total
 
 
-def _digit_positions(completion: Completion) -> list[dict[str, float]]:
-    """Top-logprob tables of the generated tokens that start a number right after a tab."""
+def split_one_and_ten(expected_mass: dict[int, float], after_one: dict[str, float] | None) -> float | None:
+    """E[v] when "10" is written as the two tokens "1", "0": ``expected_mass`` holds the probabilities of
+    the first token ("0".."9", and "10" where the tokenizer has it), ``after_one`` the top log-probs of
+    the token after a "1" (None when the answer did not write "1" there). P(10) = P("1") * q with
+    q = P("0" | "1") / (P("0" | "1") + P(line end | "1")); without ``after_one``, q is 0."""
+    total = sum(expected_mass.values())
+    if total <= 0:
+        return None
+    q = 0.0
+    if after_one:
+        p_zero = sum(math.exp(v) for t, v in after_one.items() if t.strip() == "0" and not t.startswith("\n"))
+        p_end = sum(math.exp(v) for t, v in after_one.items() if t.startswith("\n") or t == "")
+        q = p_zero / (p_zero + p_end) if p_zero + p_end > 0 else float(max(after_one, key=after_one.get).strip() == "0")
+    p_one = expected_mass.get(1, 0.0)
+    rest = sum(v * pv for v, pv in expected_mass.items() if v != 1)
+    return (rest + p_one * (10 * q + (1 - q))) / total
+
+
+def _digit_mass(table: dict[str, float]) -> dict[int, float]:
+    mass: dict[int, float] = {}
+    for token, logprob in table.items():
+        value = DIGITS.get(token.strip())
+        if value is not None:
+            mass[value] = mass.get(value, 0.0) + math.exp(logprob)
+    return mass
+
+
+def _number_positions(completion: Completion) -> list[tuple[dict[str, float], dict[str, float] | None]]:
+    """For each number the answer writes right after a tab: the top-logprob table of its first token,
+    and, when that token is "1", the table of the token after it (does "10" go on?)."""
     if not completion.top_logprobs:
         return []
-    tables = []
+    tables = completion.top_logprobs
+    found = []
     text_so_far = ""
-    for table in completion.top_logprobs:
+    for i, table in enumerate(tables):
         chosen = max(table, key=table.get)
         if text_so_far.endswith("\t") and chosen.strip().isdigit():
-            tables.append(table)
+            after = tables[i + 1] if chosen.strip() == "1" and i + 1 < len(tables) else None
+            found.append((table, after))
         text_so_far += chosen
-    return tables
+    return found
 
 
 def parse_predictions(completion: Completion, n_tokens: int) -> list[float | None]:
@@ -84,9 +110,9 @@ def parse_predictions(completion: Completion, n_tokens: int) -> list[float | Non
         match = re.search(r"\t\s*(\d+)\s*$", line)
         if match:
             written.append(float(min(10, int(match.group(1)))))
-    tables = _digit_positions(completion)
-    if len(tables) >= n_tokens:
-        expected = [expected_digit(t) for t in tables[:n_tokens]]
+    numbers = _number_positions(completion)
+    if len(numbers) >= n_tokens:
+        expected = [split_one_and_ten(_digit_mass(t), after) for t, after in numbers[:n_tokens]]
         if all(e is not None for e in expected):
             return expected  # type: ignore[return-value]
     written = written[:n_tokens]
@@ -107,15 +133,14 @@ def simulate_by_prefill(llm, explanation: str, tokens: list[str]) -> list[float]
     """All at once by teacher forcing (Bills et al.): every value is the placeholder "unknown",
     and the model's probabilities of the digits in its place give the expected activation.
 
-    Digits are single tokens here, so "10" begins with "1": a second pass with "10" written
-    everywhere gives P("0" | "1") against P(end of line | "1"), which splits p("1") into 1 and 10.
-    One prompt pass and two answer passes per window, whatever its length.
+    Digits are single tokens here, so "10" begins with "1": at each value, "1" written in place of
+    "unknown" (every earlier line unchanged) gives P("0" | "1") against P(end of line | "1"), which
+    splits p("1") into 1 and 10. One pass over the answer, then one token per value.
     """
     messages = simulation_messages(explanation, tokens)
     unknown, positions = _answer_lines(tokens, "unknown")
-    tens, ten_positions = _answer_lines(tokens, "10")
-    first, second = llm.prefill_logprobs(messages, [(unknown, positions, [str(d) for d in range(10)]),
-                                                    (tens, [p + 1 for p in ten_positions], ["0", "\n"])])
+    [first] = llm.prefill_logprobs(messages, [(unknown, positions, [str(d) for d in range(10)])])
+    second = llm.branch_logprobs(messages, unknown, positions, "1", ["0", "\n"])
     predictions = []
     for digits, after_one in zip(first, second):
         p = {int(d): math.exp(v) for d, v in digits.items()}
