@@ -64,7 +64,12 @@ class PPOConfig:
     response_max_tokens: int = 16
     """Upper end of the response length range."""
     temperature: float = 1.0
-    """Sampling temperature (1.0 with no top-k/top-p: samples from the policy itself, as PPO assumes)."""
+    """Sampling temperature; must be 1.0: the ratio and the KL use the policy's own (untempered)
+    log-probs, so tempered samples would make both off-policy."""
+    reward_placement: str = "per_token"
+    """per_token: a reward that can split its score over tokens does (the utility table: each token its
+    share of its word's utility); last_token: the whole score on the response's last token, as TRL 0.7's
+    PPO did for every reward (the paper preset)."""
     stop_at_eos: bool = True
     """End a response at the end-of-sequence token (tokens after it are masked out)."""
     freeze_embeddings: bool = False
@@ -83,6 +88,12 @@ class PPOConfig:
         if self.query_min_tokens > self.query_max_tokens:
             out.append(f"key '{prefix}.query_min_tokens' has value {self.query_min_tokens}: expected <= "
                        f"query_max_tokens ({self.query_max_tokens})")
+        if self.temperature != 1.0:
+            out.append(f"key '{prefix}.temperature' has value {self.temperature}: expected 1.0 (the ratio and the KL "
+                       "are computed from the policy's untempered log-probs; other temperatures make them off-policy)")
+        if self.reward_placement not in ("per_token", "last_token"):
+            out.append(f"key '{prefix}.reward_placement' has value {self.reward_placement!r}: expected per_token or "
+                       "last_token")
         if self.response_min_tokens > self.response_max_tokens:
             out.append(f"key '{prefix}.response_min_tokens' has value {self.response_min_tokens}: expected <= "
                        f"response_max_tokens ({self.response_max_tokens})")
@@ -102,7 +113,7 @@ PRESETS: dict[str, PPOConfig] = {
         steps=390, batch_size=64, mini_batch_size=16, ppo_epochs=4, learning_rate=1e-6, init_kl_coef=0.5,
         adaptive_kl=True, target_kl=6.0, kl_horizon=10000, gamma=1.0, lam=0.95, cliprange=0.2,
         cliprange_value=0.2, vf_coef=0.1, max_grad_norm=1.0, query_min_tokens=2, query_max_tokens=9,
-        response_min_tokens=8, response_max_tokens=19, checkpoint_every=25,
+        response_min_tokens=8, response_max_tokens=19, checkpoint_every=25, reward_placement="last_token",
     ),
 }
 

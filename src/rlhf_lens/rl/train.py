@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from ..atomic import atomic_dir, write_parquet
 from ..models import load_prepared
-from ..rewards import Reward
+from ..rewards import Reward, last_token_rewards
 from .checkpoint import fingerprint, latest_checkpoint, save_checkpoint
 from .config import PPOConfig
 from .text import RLInputError, check_context, decode_with_spans, tokenize_prompts, truncate_queries
@@ -99,7 +99,11 @@ class RLRun:
         t_gen = time.perf_counter() - t0
         prompt_texts = [self.tokenizer.decode(q, skip_special_tokens=True) for q in queries]
         decoded = [decode_with_spans(self.tokenizer, r) for r in responses]
-        scores = self.reward.token_rewards(prompt_texts, [d[0] for d in decoded], [d[1] for d in decoded])
+        texts, spans = [d[0] for d in decoded], [d[1] for d in decoded]
+        if cfg.reward_placement == "last_token":
+            scores = last_token_rewards(self.reward.score(prompt_texts, texts), [len(s) for s in spans])
+        else:
+            scores = self.reward.token_rewards(prompt_texts, texts, spans)
         stats = self.trainer.step(queries, responses, scores, groups)
         stats.update({"step": step, "seconds": time.perf_counter() - t0, "generation_seconds": t_gen,
                       "response_length": length})

@@ -130,7 +130,8 @@ class RLTrainer:
         """``ppo_epochs`` passes over the rollout in shuffled minibatches; each statistic per minibatch."""
         cfg = self.config
         B = rollout.mask.shape[0]
-        self.policy.train()
+        # The policy stays in eval mode: dropout (GPT-2, Pythia) would make the first ratio differ from 1
+        # and the gradient noisy; gradients flow in eval mode all the same.
         stats: dict[str, list[float]] = defaultdict(list)
         for _ in range(cfg.ppo_epochs):
             order = torch.randperm(B)
