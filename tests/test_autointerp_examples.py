@@ -62,3 +62,25 @@ def test_length_mismatch_is_an_error():
     tokens, acts = corpus()
     with pytest.raises(ValueError, match="activations"):
         select_examples(tokens, acts[:-1], 0, ExampleConfig())
+
+
+def test_dense_features_are_left_out_before_ranking():
+    """MMCS matching favours dense, always-on latents (the first wave selected features active on
+    80-95% of tokens): with max_density they are dropped first, and the next-ranked ones selected."""
+    import numpy as np
+    import pandas as pd
+
+    from rlhf_lens.autointerp.stage import choose_features
+
+    matches = pd.DataFrame({"kind": "relu", "direction": "small_to_large", "feature": np.arange(8),
+                            "rank": np.arange(1, 9), "top_k": np.arange(8) < 3, "max_cosine": np.linspace(0.9, 0.2, 8),
+                            "match": np.arange(8)})
+    n_active = np.array([900, 950, 40, 30, 20, 10, 0, 5])  # of 1,000 tokens: features 0 and 1 are dense
+    chosen = choose_features(matches, "relu", 3, n_active, 2, seed=0, max_density=0.1, n_tokens=1000)
+    selected = chosen[chosen["selected"]]
+    assert selected["feature"].tolist() == [2, 3, 4]
+    assert (selected["density"] <= 0.1).all() and selected["density"].tolist() == [0.04, 0.03, 0.02]
+    random = chosen[~chosen["selected"]]
+    assert len(random) == 2 and set(random["feature"]) <= {5, 7}  # live, not dense, not selected
+    kept = choose_features(matches, "relu", 3, n_active, 0, seed=0, max_density=None, n_tokens=1000)
+    assert kept["feature"].tolist() == [0, 1, 2]

@@ -100,7 +100,7 @@ def test_stage_writes_one_row_per_chosen_feature(tmp_path, tiny_model_dir):
                   "match": np.arange(8)}).to_parquet(tmp_path / "m.parquet")
     table = autointerp_stage(tmp_path / "store", 1, tmp_path / "sae", tmp_path / "m.parquet", tmp_path / "a.parquet",
                              _ScriptedLLM(), role="base", dictionary="relu_1x", kind="relu",
-                             cfg=AutointerpConfig(features_per_layer=2, random_features=1), examples_cfg=SMALL,
+                             cfg=AutointerpConfig(features_per_layer=2, random_features=1, max_density=None), examples_cfg=SMALL,
                              simulation_cfg=SimulationConfig(top_logprobs=0), seed=0)
     assert list(table.columns) == OUTPUT_COLUMNS
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "a.parquet"), table)

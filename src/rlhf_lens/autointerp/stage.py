@@ -30,7 +30,7 @@ from .simulate import SimulationConfig
 log = logging.getLogger(__name__)
 
 OUTPUT_COLUMNS = [
-    "role", "layer", "dictionary", "feature", "selected", "rank", "max_cosine", "match", "max_activation",
+    "role", "layer", "dictionary", "feature", "selected", "rank", "max_cosine", "match", "density", "max_activation",
     "n_active", "n_tokens", "rare", "explanation", "score", "score_top", "score_quantile", "detection_auroc",
     "status", "reason", "prompt_tokens", "completion_tokens", "examples", "histogram",
 ]
@@ -56,6 +56,10 @@ class AutointerpConfig:
     """Explain at most this many of the top-k matched features per (role, layer); None: all top-k."""
     random_features: int = 1
     """Randomly chosen live features explained per (role, layer) as the Table 3 baseline."""
+    max_density: float | None = 0.1
+    """Leave out features that fire on more than this fraction of the store's tokens before ranking
+    (selected and random alike; 0.1 is the SAE metrics' dense threshold). Matching by MMCS favours
+    dense, always-on latents that carry the mean; None keeps them."""
     kind: str | None = None
     """SAE kind whose small dictionary is explained (None: the first of sae.kinds)."""
     cache_dir: str = "resources/llm_cache"
@@ -80,20 +84,24 @@ def build_llm(cfg: AutointerpConfig, base_model_dir: str | os.PathLike, device: 
 
 
 def choose_features(matches: pd.DataFrame, kind: str, n_selected: int | None, n_active: np.ndarray,
-                    n_random: int, seed: int) -> pd.DataFrame:
-    """Rows of the small dictionary's matches table to explain, with a ``selected`` column.
+                    n_random: int, seed: int, max_density: float | None = None, n_tokens: int | None = None
+                    ) -> pd.DataFrame:
+    """Rows of the small dictionary's matches table to explain, with ``selected`` and ``density`` columns.
 
     ``matches``: the features stage's table (columns kind, direction, feature, rank, top_k,
-    max_cosine, match). ``n_active``: (m,) tokens each latent fires on; random picks are live
-    (n_active > 0) features outside the selection.
+    max_cosine, match). ``n_active``: (m,) tokens each latent fires on, of ``n_tokens``. Features
+    denser than ``max_density`` are left out first; the selection is then the best-ranked
+    ``n_selected`` of the rest (as many as top_k marks when None), and random picks are live
+    (n_active > 0) features outside it.
     """
     small = matches[(matches["kind"] == kind) & (matches["direction"] == "small_to_large")].sort_values("rank")
     if small.empty:
         raise ValueError(f"the features table has no small_to_large rows of kind {kind!r}")
-    top = small[small["top_k"]]
-    if n_selected is not None:
-        top = top.head(n_selected)
-    rest = small[~small["feature"].isin(top["feature"]) & (n_active[small["feature"].to_numpy()] > 0)]
+    small = small.assign(density=n_active[small["feature"].to_numpy()] / max(n_tokens or 1, 1))
+    k = int(small["top_k"].sum()) if n_selected is None else min(n_selected, int(small["top_k"].sum()))
+    eligible = small if max_density is None or n_tokens is None else small[small["density"] <= max_density]
+    top = eligible.head(k)
+    rest = eligible[~eligible["feature"].isin(top["feature"]) & (n_active[eligible["feature"].to_numpy()] > 0)]
     rng = np.random.default_rng(seed)
     random = rest.iloc[np.sort(rng.permutation(len(rest))[: min(n_random, len(rest))])]
     return pd.concat([top.assign(selected=True), random.assign(selected=False)], ignore_index=True)
@@ -154,11 +162,12 @@ def autointerp_stage(store, layer: int, sae_dir, matches_path, out_path, llm, *,
     tokens, x = read_layer(store, layer, with_text=True)
     n_active, _ = _latent_columns(sae, x, None)
     chosen = choose_features(pd.read_parquet(matches_path), kind, cfg.features_per_layer, n_active,
-                             cfg.random_features, seed)
+                             cfg.random_features, seed, max_density=cfg.max_density, n_tokens=len(tokens))
     _, cols = _latent_columns(sae, x, chosen["feature"].to_numpy())
-    log.info("layer %d (%s): explaining %d selected + %d random features of %s with %s over %d tokens", layer,
-             role, int(chosen["selected"].sum()), int((~chosen["selected"]).sum()), dictionary,
-             llm.cache_identity, len(tokens))
+    log.info("layer %d (%s): explaining %d selected (density %.3f-%.3f) + %d random features of %s with %s "
+             "over %d tokens", layer, role, int(chosen["selected"].sum()),
+             chosen.loc[chosen["selected"], "density"].min(), chosen.loc[chosen["selected"], "density"].max(),
+             int((~chosen["selected"]).sum()), dictionary, llm.cache_identity, len(tokens))
     rows = []
     for j, meta in enumerate(tqdm(chosen.itertuples(index=False), total=len(chosen), desc=f"{role} layer {layer}",
                                   mininterval=5)):
@@ -170,6 +179,7 @@ def autointerp_stage(store, layer: int, sae_dir, matches_path, out_path, llm, *,
         predicted = result.pop("predicted")
         rows.append({**result, "role": role, "layer": layer, "dictionary": dictionary, "selected": meta.selected,
                      "rank": int(meta.rank), "max_cosine": float(meta.max_cosine), "match": int(meta.match),
+                     "density": float(meta.density),
                      "n_tokens": len(tokens), "examples": _examples_json(examples, predicted),
                      "histogram": _histogram_json(acts)})
     table = pd.DataFrame(rows, columns=OUTPUT_COLUMNS)
