@@ -2,14 +2,17 @@
 
 For one feature, from its activation on every token of a corpus, in four steps:
 
-- ``top_windows``: top-activating tokens, one per document (so a single long text cannot fill
-  the set), best first;
+- ``explain_side``: the prompt groups (documents that share a prompt, hence a prefix and its
+  activations) are split in two, seeded: explanation windows come from one half, every held-out
+  scoring window from the other, so no scoring window repeats what the explainer saw;
+- ``top_windows``: top-activating tokens, one per group (so a single prompt cannot fill the
+  set), best first, on each side;
 - ``quantile_samples``: the remaining activating tokens binned by activation quantile, a few
-  drawn from each bin (so explanations are not judged on the extreme examples alone);
-- ``silent_windows``: random windows where the feature is silent throughout, for scoring and
-  detection;
-- ``alternate``: the explanation / held-out scoring split, alternating within the top windows
-  and within each quantile bin.
+  drawn from each bin on each side (so explanations are not judged on the extreme examples alone);
+- ``silent_windows``: random windows of the scoring side where the feature is silent throughout,
+  for scoring and detection.
+
+Windows with the same tokens as one already chosen are skipped.
 
 A feature with fewer activating tokens than asked for is flagged ``rare`` with its counts and
 still explained on what there is; nothing is dropped silently.
@@ -114,13 +117,17 @@ def _window(tokens: pd.DataFrame, acts: np.ndarray, docs: _Documents, centre: in
     return Window(tokens=tokens["token_text"].iloc[lo:hi].tolist(), activations=acts[lo:hi].astype(float).tolist())
 
 
-def alternate(items: list) -> tuple[list, list]:
-    """The explanation / scoring split: items 0, 2, 4, ... to explain, 1, 3, 5, ... held out."""
-    return items[0::2], items[1::2]
+def explain_side(groups: np.ndarray, seed: int) -> np.ndarray:
+    """(n_tokens,) True where a token's group is on the explanation side: a seeded half of the groups
+    (the larger half when odd), the same for every feature of a run."""
+    names = np.unique(groups)
+    chosen = names[np.random.default_rng(seed).permutation(len(names))[: (len(names) + 1) // 2]]
+    return np.isin(groups, chosen)
 
 
 def top_windows(acts: np.ndarray, doc_ids: np.ndarray, active: np.ndarray, n_top: int) -> list[int]:
-    """Centres of the top windows: the highest token of each document, best documents first."""
+    """Centres of the top windows: the highest token of each group (``doc_ids``: the group of each
+    token), best groups first."""
     order = active[np.argsort(-acts[active], kind="stable")]
     seen, top = set(), []
     for i in order:
@@ -143,9 +150,12 @@ def quantile_samples(acts: np.ndarray, rest: np.ndarray, n_quantiles: int, per_q
             for bin_tokens in np.array_split(ranked, n_quantiles) if len(bin_tokens)]
 
 
-def silent_windows(acts: np.ndarray, docs: _Documents, n_random: int, rng: np.random.Generator) -> list[int]:
-    """Centres of up to ``n_random`` windows, each a random token of a random document where the feature is silent."""
-    silent_docs = [d for d in docs.starts if acts[docs.starts[d]:docs.ends[d]].max() <= 0]
+def silent_windows(acts: np.ndarray, docs: _Documents, n_random: int, rng: np.random.Generator,
+                   allowed: np.ndarray | None = None) -> list[int]:
+    """Centres of up to ``n_random`` windows, each a random token of a random document where the feature
+    is silent (of the documents whose first token ``allowed`` marks, when given)."""
+    silent_docs = [d for d in docs.starts if acts[docs.starts[d]:docs.ends[d]].max() <= 0
+                   and (allowed is None or allowed[docs.starts[d]])]
     centres = []
     for d in rng.permutation(len(silent_docs))[:n_random]:
         name = silent_docs[int(d)]
@@ -155,31 +165,65 @@ def silent_windows(acts: np.ndarray, docs: _Documents, n_random: int, rng: np.ra
 
 def select_examples(tokens: pd.DataFrame, acts: np.ndarray, feature: int, cfg: ExampleConfig,
                     seed: int = 0) -> FeatureExamples:
-    """The record of one feature: top windows, quantile samples and silent windows, split into explanation
-    and held-out sets.
+    """The record of one feature: top windows, quantile samples and silent windows, explanation windows
+    from one half of the prompt groups and held-out ones from the other.
 
-    ``tokens``: one row per token in corpus order, with ``doc_id`` and ``token_text`` (rows of
-    a document are contiguous). ``acts``: shape (n_tokens,), the feature's activation on each.
+    ``tokens``: one row per token in corpus order, with ``doc_id``, ``token_text`` and, when the store
+    records it, ``group`` (without it every document is its own group); rows of a document are
+    contiguous. ``acts``: shape (n_tokens,), the feature's activation on each.
     """
     if len(tokens) != len(acts):
         raise ValueError(f"{len(tokens)} tokens but {len(acts)} activations")
     rng = np.random.default_rng([seed, feature])
     docs = _Documents.of(tokens)
+    groups = tokens["group"].to_numpy() if "group" in tokens.columns else docs.ids
+    side = explain_side(groups, seed)
     active = np.flatnonzero(acts > 0)
     wanted = cfg.n_top + cfg.n_quantiles * cfg.per_quantile
     out = FeatureExamples(feature=feature, max_activation=float(acts.max(initial=0.0)), n_active=len(active),
                           rare=len(active) < wanted)
+    seen: set[tuple[str, ...]] = set()
 
-    def add(centres: list[int], kind: str) -> None:
-        explain, held_out = alternate([_window(tokens, acts, docs, int(i), cfg) for i in centres])
-        out.explain.extend(explain)
-        out.held_out.extend(held_out)
-        out.held_out_kinds.extend([kind] * len(held_out))
+    def windows(centres) -> list[Window]:
+        kept = []
+        for i in centres:
+            w = _window(tokens, acts, docs, int(i), cfg)
+            if tuple(w.tokens) not in seen:  # a repeated prefix must not count twice, nor on both sides
+                seen.add(tuple(w.tokens))
+                kept.append(w)
+        return kept
 
-    top = top_windows(acts, docs.ids, active, cfg.n_top)
-    add(top, "top")
-    # The rng draws the quantile samples first, then the silent windows.
-    for picks in quantile_samples(acts, np.setdiff1d(active, top), cfg.n_quantiles, cfg.per_quantile, rng):
-        add(picks, "quantile")
-    out.silent = [_window(tokens, acts, docs, i, cfg) for i in silent_windows(acts, docs, cfg.n_random, rng)]
+    def add(explain_centres, held_centres, kind: str) -> None:
+        out.explain.extend(windows(explain_centres))
+        held = windows(held_centres)
+        out.held_out.extend(held)
+        out.held_out_kinds.extend([kind] * len(held))
+
+    n_explain_top = (cfg.n_top + 1) // 2
+    top_e = top_windows(acts, groups, active[side[active]], n_explain_top)
+    top_s = top_windows(acts, groups, active[~side[active]], cfg.n_top - n_explain_top)
+    add(top_e, top_s, "top")
+    # Quantile bins over all activating tokens left; each bin gives its explanation picks from the
+    # explanation side and its held-out picks from the other. The rng draws them, then the silent windows.
+    rest = np.setdiff1d(active, top_e + top_s)
+    n_explain_q = (cfg.per_quantile + 1) // 2
+    for bin_tokens in quantile_bins(acts, rest, cfg.n_quantiles):
+        add(_draw(rng, bin_tokens[side[bin_tokens]], n_explain_q),
+            _draw(rng, bin_tokens[~side[bin_tokens]], cfg.per_quantile - n_explain_q), "quantile")
+    out.silent = windows(silent_windows(acts, docs, cfg.n_random, rng, allowed=~side))
     return out
+
+
+def quantile_bins(acts: np.ndarray, rest: np.ndarray, n_quantiles: int) -> list[np.ndarray]:
+    """The activating tokens ``rest`` in ``n_quantiles`` bins of activation (lowest first); empty bins dropped."""
+    if not len(rest) or not n_quantiles:
+        return []
+    ranked = rest[np.argsort(acts[rest], kind="stable")]
+    return [b for b in np.array_split(ranked, n_quantiles) if len(b)]
+
+
+def _draw(rng: np.random.Generator, pool: np.ndarray, n: int) -> list[int]:
+    """Up to ``n`` of ``pool`` without replacement."""
+    if n <= 0 or not len(pool):
+        return []
+    return [int(i) for i in rng.choice(pool, size=min(n, len(pool)), replace=False)]

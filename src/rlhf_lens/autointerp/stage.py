@@ -151,7 +151,7 @@ def autointerp_stage(store, layer: int, sae_dir, matches_path, out_path, llm, *,
     """
     from tqdm import tqdm
 
-    from ..activations import read_layer
+    from ..activations import doc_groups, read_layer
     from ..sae.io import load_sae
 
     unlisted = [c for scorer in build_scorers(scorers, llm, simulation_cfg) for c in scorer.columns
@@ -160,6 +160,7 @@ def autointerp_stage(store, layer: int, sae_dir, matches_path, out_path, llm, *,
         raise ValueError(f"scorer column(s) {unlisted} are not in the autointerp table's OUTPUT_COLUMNS")
     sae, _ = load_sae(sae_dir)
     tokens, x = read_layer(store, layer, with_text=True)
+    tokens["group"] = doc_groups(store)[tokens["doc_id"].to_numpy()]  # windows are split by prompt group
     n_active, _ = _latent_columns(sae, x, None)
     chosen = choose_features(pd.read_parquet(matches_path), kind, cfg.features_per_layer, n_active,
                              cfg.random_features, seed, max_density=cfg.max_density, n_tokens=len(tokens))
