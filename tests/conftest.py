@@ -28,6 +28,12 @@ def tiny_model_dir(tmp_path_factory, tokenizer) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_neox_dir(tmp_path_factory, tokenizer) -> Path:
+    """A 2-block GPTNeoXForCausalLM (Pythia's architecture, d_model 32) with the SmolLM2 tokenizer."""
+    return save_tiny_model(tmp_path_factory.mktemp("models") / "tiny_neox", tokenizer, architecture="gpt_neox")
+
+
+@pytest.fixture(scope="session")
 def smollm2_dir(tmp_path_factory) -> Path:
     """The real default model, SmolLM2-135M-Instruct, prepared from its packaged GGUF (about 30 s)."""
     from rlhf_lens.models import ModelConfig

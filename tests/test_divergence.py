@@ -36,6 +36,19 @@ def test_perturbed_block_has_the_known_largest_divergence():
     assert top_layers(table, 10) == [1, 2, 0]  # capped at the depth
 
 
+def test_a_block_sums_the_norms_of_all_its_tensors():
+    """Two tensors of one block moved: the block's divergence is the sum of their Frobenius norms
+    (not the norm of the concatenation, and not only the first tensor found)."""
+    base = tiny_llama(100, layers=2)
+    rlhf = copy.deepcopy(base)
+    with torch.no_grad():
+        rlhf.model.layers[0].mlp.up_proj.weight += 0.5        # (64, 32): 0.5 * sqrt(2048)
+        rlhf.model.layers[0].self_attn.q_proj.weight -= 0.2   # (32, 32): 0.2 * sqrt(1024)
+    table = block_divergence(base, rlhf)
+    assert table.loc[0, "divergence"] == pytest.approx(0.5 * 2048 ** 0.5 + 0.2 * 1024 ** 0.5, rel=1e-6)
+    assert table.loc[1, "divergence"] == 0
+
+
 def test_stage_writes_table_layers_and_plot(tmp_path, tiny_model_dir, tokenizer):
     from rlhf_lens.models import load_prepared
 

@@ -54,6 +54,30 @@ def tiny_run(tmp_path_factory, tiny_model_dir):
     return run_config(workdir, config)
 
 
+def test_the_whole_chain_runs_on_a_tiny_gpt_neox(tmp_path_factory, tiny_neox_dir):
+    """The paper's model family (Pythia is GPT-NeoX: parallel attention and MLP, LayerNorm, an untied
+    embed_out) through every stage, from RL to the summary, as the tiny Llama goes."""
+    import json
+
+    workdir = tmp_path_factory.mktemp("workflow_neox")
+    config = {"run": "neox", "model": {"name": "tiny_neox", "spec": str(tiny_neox_dir)}, "prompts": {"max_texts": 40},
+              "rl": {"ppo": {"steps": 1, "batch_size": 2, "mini_batch_size": 2, "response_min_tokens": 2,
+                             "response_max_tokens": 2},
+                     "eval": {"prompts": 2, "samples_per_prompt": 1, "bootstrap": 100}},
+              "activations": {"max_tokens": 400}, "sae": {"epochs": 2, "ce_eval_tokens": 32},
+              "autointerp": {"explain_max_tokens": 8}}
+    run_config(workdir, config)
+    results = workdir / "results/neox"
+    layers = json.loads((results / "divergence/utility_layers.json").read_text())["layers"]
+    assert layers
+    for role in ("base", "rlhf"):
+        metrics = json.loads((results / f"sae/utility/{role}/layer{layers[0]}/relu_1x/metrics.json").read_text())
+        assert metrics["explained_variance"] is not None and metrics["ce_sae"] > 0  # spliced into a NeoX block
+    stats = json.loads((results / "scores/utility_stats.json").read_text())
+    assert stats["unembed_utility"]["base"]["n_features"] > 0  # through the final LayerNorm and embed_out
+    assert (results / "summary.md").read_text().strip()
+
+
 def test_tiny_run_produces_artifacts(tiny_run):
     assert (tiny_run / "resources/models/tiny/model.safetensors").is_file()
     train = pd.read_parquet(tiny_run / "results/tiny/prompts/train.parquet")
