@@ -46,7 +46,7 @@ MODEL = config["model"]["name"]
 REWARDS = list(config["rewards"])
 SPLITS = ["train", "eval"]
 ROLES = ["base", "rlhf"]
-PPO_SETTINGS, EVAL_SETTINGS = rl_settings(config)
+EVAL_SETTINGS = rl_settings(config)[1]
 
 # Each stage's rules file appends the artifacts `rule all` builds by default.
 ALL_TARGETS = []
@@ -77,9 +77,9 @@ def result_settings(section, settings=None):
     return {k: v for k, v in settings.items() if k not in NOT_RESULT_KEYS.get(section, ())}
 
 
-def ppo_params():
-    """The PPO settings (preset with rl.ppo on top) that change a policy or its evaluation."""
-    return result_settings("rl.ppo", asdict(PPO_SETTINGS))
+def ppo_params(reward=None):
+    """The PPO settings (preset, rl.ppo and rl.per_reward.<reward> on top) that change a policy or its evaluation."""
+    return result_settings("rl.ppo", asdict(rl_settings(config, reward)[0]))
 
 
 # --------------------------------------------------------------------------- resources
@@ -224,5 +224,17 @@ def summary_inputs(wildcards):
             f"{reward}_stats": rules.scoring.output.stats.format(run=w.run, reward=reward),
             f"{reward}_sae": sae_folders(w),
             f"{reward}_autointerp": autointerp_tables(w),
+        })
+    return inputs
+
+
+def calibration_inputs(wildcards):
+    """For each reward of calibration.rewards, the files the calibration reads; keys are {reward}_{what}."""
+    inputs = {}
+    for reward in config["calibration"]["rewards"]:
+        inputs.update({
+            f"{reward}_rl_eval": rules.rl_eval.output.summary.format(run=wildcards.run, reward=reward),
+            f"{reward}_stats": rules.scoring.output.stats.format(run=wildcards.run, reward=reward),
+            f"{reward}_features": rules.features_summary.output.table.format(run=wildcards.run, reward=reward),
         })
     return inputs

@@ -53,3 +53,29 @@ rule summary:
 
 ALL_TARGETS += expand(rules.summary.output.summary, run=RUN)
 ALL_TARGETS += expand(rules.report_assets.output.cards, run=RUN, reward=REWARDS)
+
+
+rule calibration:
+    """Reward gain next to every measure of the method, one row per reward strength (calibration.rewards)."""
+    input:
+        unpack(calibration_inputs),
+    output:
+        table="results/{run}/calibration/table.parquet",
+        md=report("results/{run}/calibration/table.md", category="calibration", labels={"what": "table"}),
+        figure=report("results/{run}/calibration/figure.png", category="calibration", labels={"what": "figure"}),
+    params:
+        rewards=config["calibration"]["rewards"],
+    log:
+        "logs/{run}/calibration.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/rlhf_lens.yaml"
+    script:
+        "../workflow_scripts/calibration.py"
+
+
+if config["calibration"]["rewards"]:
+    ALL_TARGETS += expand(rules.calibration.output.md, run=RUN)

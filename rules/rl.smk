@@ -14,7 +14,7 @@ rule rl:
         curves=report("results/{run}/rl/{reward}/curves.png", category="RL", subcategory="{reward}"),
     params:
         reward=lambda wildcards: config["rewards"][wildcards.reward],
-        ppo=ppo_params(),
+        ppo=lambda wildcards: ppo_params(wildcards.reward),
         seed=config["seed"],
         checkpoints=lambda wildcards: f"results/{wildcards.run}/rl/{wildcards.reward}/checkpoints",
     log:
@@ -39,7 +39,7 @@ rule rl_eval:
         summary="results/{run}/rl/{reward}/eval_summary.json",
     params:
         reward=lambda wildcards: config["rewards"][wildcards.reward],
-        ppo=ppo_params(),
+        ppo=lambda wildcards: ppo_params(wildcards.reward),
         # all of rl.eval: its batch_size changes the samples (torch's RNG draws per batch of responses)
         eval=asdict(EVAL_SETTINGS),
         seed=config["seed"],

@@ -13,7 +13,7 @@ name = snakemake.wildcards.reward
 reward = build_reward(name, {name: snakemake.params.reward}, device=device,
                       trust_remote_code=snakemake.config["model"]["trust_remote_code"])
 # params: the PPO settings that change the policy; the checkpoint settings come from the config.
-ppo = dataclasses.replace(rl_settings(snakemake.config)[0], **snakemake.params.ppo)
+ppo = dataclasses.replace(rl_settings(snakemake.config, name)[0], **snakemake.params.ppo)
 metrics = train_policy(snakemake.input.model, snakemake.input.prompts, reward, ppo,
              out_policy=snakemake.output.policy, out_metrics=snakemake.output.metrics,
              checkpoint_dir=snakemake.params.checkpoints,

@@ -13,7 +13,7 @@ name = snakemake.wildcards.reward
 reward = build_reward(name, {name: snakemake.params.reward}, device=device,
                       trust_remote_code=snakemake.config["model"]["trust_remote_code"])
 # params: the PPO settings that change a result; the checkpoint settings come from the config.
-ppo = dataclasses.replace(rl_settings(snakemake.config)[0], **snakemake.params.ppo)
+ppo = dataclasses.replace(rl_settings(snakemake.config, name)[0], **snakemake.params.ppo)
 evaluate_policy(snakemake.input.base, snakemake.input.policy, snakemake.input.prompts, reward,
                 ppo, EvalConfig(**snakemake.params.eval),
                 out_table=snakemake.output.table, out_summary=snakemake.output.summary,

@@ -229,8 +229,21 @@ def _rl_problems(rl: dict) -> list[str]:
     if rl["algorithm"] not in algorithm_names():
         return [f"key 'rl.algorithm' has value {rl['algorithm']!r}: expected one of {', '.join(algorithm_names())} "
                 "(the registered RL algorithms)"]
-    settings = ppo_config(rl["preset"], rl["ppo"], rl["algorithm"])
-    return settings.problems("rl.ppo") + get_algorithm(settings.algorithm).problems(settings, "rl.ppo")
+    problems = []
+    for name, extra in [(None, {}), *rl.get("per_reward", {}).items()]:
+        key = "rl.ppo" if name is None else f"rl.per_reward.{name}"
+        settings = ppo_config(rl["preset"], {**rl["ppo"], **extra}, rl["algorithm"])
+        problems += settings.problems(key) + get_algorithm(settings.algorithm).problems(settings, key)
+    return problems
+
+
+def _reward_name_problems(config: dict) -> list[str]:
+    """``rl.per_reward`` and ``calibration.rewards`` must name configured rewards."""
+    rewards = sorted(config["rewards"])
+    named = [("rl.per_reward", n) for n in config["rl"].get("per_reward", {})]
+    named += [("calibration.rewards", n) for n in config.get("calibration", {}).get("rewards", [])]
+    return [f"key {key!r} names reward {name!r}, which is not configured: expected one of {', '.join(rewards)}"
+            for key, name in named if name not in config["rewards"]]
 
 
 def _semantic_problems(config: dict) -> list[str]:
@@ -242,6 +255,7 @@ def _semantic_problems(config: dict) -> list[str]:
     problems += _prompt_source_problems(config["prompts"])
     problems += _reward_problems(config["rewards"])
     problems += _interp_problems(config)
+    problems += _reward_name_problems(config)
     problems += _rl_problems(config["rl"])
     problems += _autointerp_problems(config)
     return problems
@@ -294,12 +308,14 @@ def _pick(cls, mapping: dict):
     return cls(**{k: v for k, v in mapping.items() if k in names})
 
 
-def rl_settings(config: dict):
-    """(PPOConfig, EvalConfig) of ``rl:``: the preset with ``rl.ppo`` overrides and ``rl.algorithm``, and ``rl.eval``."""
+def rl_settings(config: dict, reward: str | None = None):
+    """(PPOConfig, EvalConfig) of ``rl:``: the preset with ``rl.ppo`` overrides (and, for ``reward``,
+    ``rl.per_reward.<reward>`` on top) and ``rl.algorithm``, and ``rl.eval``."""
     from .rl.config import EvalConfig, ppo_config
 
     rl = config["rl"]
-    return ppo_config(rl["preset"], rl["ppo"], rl["algorithm"]), _pick(EvalConfig, rl["eval"])
+    overrides = {**rl["ppo"], **rl.get("per_reward", {}).get(reward, {})}
+    return ppo_config(rl["preset"], overrides, rl["algorithm"]), _pick(EvalConfig, rl["eval"])
 
 
 def rule_resources(config: dict, rule: str) -> Resources:

@@ -1,0 +1,78 @@
+"""The calibration: reward gain next to every measure of the method, per reward strength."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from rlhf_lens.config import ConfigError, load_config, rl_settings, validate_config
+from rlhf_lens.report.calibration import MEASURES, calibration_stage
+from snakemake_helpers import REPO, snakemake
+
+
+def _stats(effect_key=None, diff=0.0):
+    out = {}
+    for key in MEASURES:
+        hit = key == effect_key
+        out[key] = {"difference": {"rlhf_minus_base": diff if hit else 0.01, "ci": [diff / 2, diff * 1.5] if hit
+                                   else [-0.2, 0.2], "p_value": 0.001 if hit else 0.7}, "effect": hit}
+    return out
+
+
+def _write(tmp_path, name, gain, stats):
+    rl = tmp_path / f"{name}_eval.json"
+    rl.write_text(json.dumps({"reward_difference": gain, "reward_difference_ci95": [gain - 0.1, gain + 0.1],
+                              "kl_mean": 10 * gain}))
+    st = tmp_path / f"{name}_stats.json"
+    st.write_text(json.dumps(stats))
+    feats = tmp_path / f"{name}_features.parquet"
+    pd.DataFrame([{"role": r, "layer": 3, "kind": "relu", "mmcs_small_to_large": 0.3, "mmcs_ci_low": 0.29,
+                   "mmcs_ci_high": 0.31, "baseline_cross_seed_mmcs": 0.25, "baseline_cross_seed_ci_low": 0.24,
+                   "baseline_cross_seed_ci_high": 0.26} for r in ("base", "rlhf")]).to_parquet(feats)
+    return {"rl_eval": rl, "stats": st, "features": feats}
+
+
+def test_the_table_puts_each_strength_beside_every_measure(tmp_path):
+    entries = {"weak": _write(tmp_path, "weak", 0.5, _stats()),
+               "strong": _write(tmp_path, "strong", 8.4, _stats("token_utility", 0.3))}
+    out = [tmp_path / "t.parquet", tmp_path / "t.md", tmp_path / "f.png"]
+    table = calibration_stage(entries, *out)
+    assert table["reward"].tolist() == ["weak", "strong"]
+    assert table["reward_gain"].tolist() == [0.5, 8.4]
+    assert table["token_utility_effect"].tolist() == [False, True]
+    assert table.loc[1, "token_utility_difference"] == pytest.approx(0.3)
+    assert (table["mmcs_rlhf_above_floor"] == 1).all()
+    md = out[1].read_text()
+    assert "At the strongest reward (strong) the method detects the planted reward by: token utility." in md
+    assert out[2].stat().st_size > 2000
+    # Nothing detected at the strongest strength: said as a failure to detect.
+    none = calibration_stage({"strong": _write(tmp_path, "s2", 8.4, _stats())}, *out)
+    assert not none.filter(like="_effect").any(axis=None)
+    assert "fails to detect the planted reward at this size" in out[1].read_text()
+
+
+def test_per_reward_overrides_and_their_validation():
+    cfg = load_config(REPO / "configs/calibration.yaml")
+    coefs = [rl_settings(cfg, r)[0].init_kl_coef for r in cfg["calibration"]["rewards"]]
+    assert coefs == [0.2, 0.1, 0.05]
+    assert rl_settings(cfg)[0].init_kl_coef == 0.2  # without a reward: rl.ppo on the preset
+    with pytest.raises(ConfigError) as err:
+        validate_config({"rl": {"per_reward": {"nope": {"steps": 2}, "utility": {"mini_batch_size": 5}}},
+                         "calibration": {"rewards": ["x"]}})
+    text = str(err.value)
+    assert "'rl.per_reward' names reward 'nope', which is not configured" in text
+    assert "'calibration.rewards' names reward 'x'" in text
+    assert "'rl.per_reward.utility.mini_batch_size' has value 5" in text
+
+
+@pytest.mark.workflow
+def test_the_calibration_config_plans_three_policies_and_the_table(tmp_path):
+    proc = snakemake("--configfile", str(REPO / "configs/calibration.yaml"), "--dry-run", cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    for reward in ("kl020", "kl010", "kl005"):
+        assert f"results/calibration/rl/{reward}/policy" in out
+    assert "rule calibration:" in out or "localrule calibration:" in out
+    assert "results/calibration/calibration/table.md" in out
