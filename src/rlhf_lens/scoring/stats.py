@@ -119,14 +119,7 @@ def table3_stats(rows: pd.DataFrame, cfg: ScoringConfig, seed: int, column: str 
                 "ci": _ci(rand, cfg, seed, scale=n),
             },
         }
-    (a, a_l, _, _), (b, b_l, b_rand, b_rand_l) = values["base"], values["rlhf"]
-    out["difference"] = paired_difference(a, a_l, b, b_l, np.sum, cfg, seed)
-    # Per feature (means), since the random pool may hold a different number of features.
-    beats = paired_difference(b_rand, b_rand_l, b, b_l, np.mean, cfg, seed)
-    out["rlhf_vs_random"] = {"selected_minus_random_mean": beats["rlhf_minus_base"], "ci": beats["ci"],
-                             "p_value": beats["p_value"]}
-    out["effect"] = is_effect(out["difference"], beats)
-    return out
+    return {**out, **_rlhf_tests(values, np.sum, cfg, seed)}
 
 
 def measure_stats(rows: pd.DataFrame, column: str, cfg: ScoringConfig, seed: int) -> dict:
@@ -142,10 +135,17 @@ def measure_stats(rows: pd.DataFrame, column: str, cfg: ScoringConfig, seed: int
         out[role] = {"mean_abs": as_float(sel.mean()) if len(sel) else None, "n_features": int(len(sel)),
                      "ci": _ci(sel, cfg, seed), "random_mean_abs": as_float(rest.mean()) if len(rest) else None,
                      "random_ci": _ci(rest, cfg, seed)}
-    (a, a_l, _, _), (b, b_l, b_rest, b_rest_l) = values["base"], values["rlhf"]
-    out["difference"] = paired_difference(a, a_l, b, b_l, np.mean, cfg, seed)
-    beats = paired_difference(b_rest, b_rest_l, b, b_l, np.mean, cfg, seed)
-    out["rlhf_vs_random"] = {"selected_minus_random_mean": beats["rlhf_minus_base"], "ci": beats["ci"],
-                             "p_value": beats["p_value"]}
-    out["effect"] = is_effect(out["difference"], beats)
-    return out
+    return {**out, **_rlhf_tests(values, np.mean, cfg, seed)}
+
+
+def _rlhf_tests(values: dict, stat, cfg: ScoringConfig, seed: int) -> dict:
+    """``values``: role -> (selected values, their layers, random values, their layers). The RLHF - base
+    difference of ``stat``, RLHF's selected vs random features per feature (means: the random pool may
+    hold another number of features), and ``effect``, the rule applied to both."""
+    (a, a_l, _, _), (b, b_l, b_rand, b_rand_l) = values["base"], values["rlhf"]
+    difference = paired_difference(a, a_l, b, b_l, stat, cfg, seed)
+    beats = paired_difference(b_rand, b_rand_l, b, b_l, np.mean, cfg, seed)
+    return {"difference": difference,
+            "rlhf_vs_random": {"selected_minus_random_mean": beats["rlhf_minus_base"], "ci": beats["ci"],
+                               "p_value": beats["p_value"]},
+            "effect": is_effect(difference, beats)}
