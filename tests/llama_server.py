@@ -31,9 +31,12 @@ def _free_port() -> int:
 
 
 def require_llama_python() -> Path:
-    if LLAMA_PYTHON.is_file():
+    # The Makefile's stamp is written last, so an environment still being built (python there,
+    # llama_cpp not yet) counts as missing, as the SAELens environment's does.
+    stamp = REPO / ".venv-llama" / ".installed"
+    if LLAMA_PYTHON.is_file() and ("RLHF_LENS_LLAMA_PYTHON" in os.environ or stamp.is_file()):
         return LLAMA_PYTHON
-    message = f"llama.cpp server not built ({LLAMA_PYTHON} missing): run `make llama-server`"
+    message = f"llama.cpp server not built ({stamp} missing): run `make llama-server`"
     if os.environ.get("RLHF_LENS_REQUIRE_LLAMA") == "1":
         pytest.fail(message)
     pytest.skip(message)
