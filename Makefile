@@ -22,11 +22,15 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 # llama.cpp's OpenAI-compatible server for the autointerp client's tests: pip compiles
 # llama.cpp (about 5 min on 2 cores), so it gets its own environment.
 LLAMA_VENV := .venv-llama
+# Not -march=native: on a VM whose CPU advertises AMX that the kernel does not enable, a native build
+# dies with "invalid opcode" (tilezero) on its first request. AVX2 + FMA + F16C runs on any recent x86;
+# no pip cache, so a natively built wheel left in it is never reused.
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF
 llama-server: $(LLAMA_VENV)/.installed
 
 $(LLAMA_VENV)/.installed:
 	test -x $(LLAMA_VENV)/bin/python || $(PYTHON) -m venv $(LLAMA_VENV)
-	CMAKE_BUILD_PARALLEL_LEVEL=$(CORES) $(LLAMA_VENV)/bin/python -m pip install -q "llama-cpp-python[server]==0.3.36"
+	CMAKE_BUILD_PARALLEL_LEVEL=$(CORES) CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(LLAMA_VENV)/bin/python -m pip install -q --no-cache-dir "llama-cpp-python[server]==0.3.36"
 	touch $@
 
 # SAELens (sae-lens with TransformerLens and its own pins; torch is the CPU wheel on local disk) in its

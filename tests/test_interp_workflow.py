@@ -23,9 +23,11 @@ CONFIG = {
     "run": "tiny", "model": {"name": "tiny"}, "prompts": {"max_texts": 40},
     "divergence": {"top_n": 1},
     "activations": {"max_tokens": 300, "batch_size": 8, "shard_tokens": 128},
-    "sae": {"kinds": ["relu"], "sizes": [1, 2], "k": 4, "epochs": 1, "batch_size": 64, "ce_eval_tokens": 32},
+    "sae": {"kinds": ["relu"], "sizes": [1, 2], "k": 4, "epochs": 1, "batch_size": 64, "ce_eval_tokens": 32,
+            "baseline_seeds": [1, 2]},
     "features": {"top_k": 3, "bootstrap": 50},
-    "autointerp": {"random_features": 1, "explain_max_tokens": 12, "cache_dir": "llm_cache",
+    # A tiny random SAE's latents are mostly dense: keep them, so the selection is the top-k matches.
+    "autointerp": {"random_features": 1, "explain_max_tokens": 12, "cache_dir": "llm_cache", "max_density": None,
                    "examples": {"n_top": 4, "n_quantiles": 2, "per_quantile": 2, "n_random": 2}},
 }
 
@@ -102,7 +104,7 @@ def test_every_sae_has_saelens_files_and_metrics(interp_run):
     from rlhf_lens.sae import load_sae
 
     folders = sorted((interp_run / "results/tiny/sae/utility").glob("*/layer*/*"))
-    assert len(folders) == 2 * 1 * 1 * (2 + 1)  # roles x layers x kinds x (sizes + a seed replica of the small one)
+    assert len(folders) == 2 * 1 * 1 * (2 + 2)  # roles x layers x kinds x (sizes + two seed replicas of the small one)
     # One sae job per (role, layer) wrote every folder of it.
     assert sorted(p.name for p in (interp_run / "logs/tiny/sae/utility/rlhf").iterdir()) == ["layer1.log"]
     sae, cfg = load_sae(folders[0])
