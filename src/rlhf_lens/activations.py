@@ -168,6 +168,11 @@ def corpus_frame(texts) -> pd.DataFrame:
                          "sample": np.zeros(n, dtype=np.int64), "group": np.arange(n, dtype=np.int64)})
 
 
+def storable_tokens(ids, special: set[int], skip_first: int) -> int:
+    """How many of a document's token ``ids`` the store keeps: not special, at positions >= ``skip_first``."""
+    return sum(1 for pos, t in enumerate(ids) if t not in special and pos >= skip_first)
+
+
 def tokenize_corpus(tokenizer, texts: list[str], max_length: int, max_tokens: int, skip_first: int = 0):
     """(token ids per kept text, indices of the kept texts): special tokens the tokenizer adds included,
     until ``max_tokens`` storable tokens (non-special, at positions >= ``skip_first``) are kept."""
@@ -175,7 +180,7 @@ def tokenize_corpus(tokenizer, texts: list[str], max_length: int, max_tokens: in
     docs, kept, total = [], [], 0
     for i, text in enumerate(texts):
         ids = tokenizer(text, add_special_tokens=True, truncation=True, max_length=max_length)["input_ids"]
-        valid = sum(1 for pos, t in enumerate(ids) if t not in special and pos >= skip_first)
+        valid = storable_tokens(ids, special, skip_first)
         if not valid:
             continue
         docs.append(list(ids))
@@ -300,8 +305,7 @@ def source_counts(doc_table: pd.DataFrame, tokenizer, skip_first: int) -> dict:
     """Documents and stored tokens per source model, and the policy's share of the stored tokens
     (None for a corpus without policy text): the RLHF-vs-base comparison needs policy text in the store."""
     special = set(tokenizer.all_special_ids)
-    stored = doc_table["token_ids"].map(lambda ids: sum(1 for pos, t in enumerate(ids)
-                                                        if t not in special and pos >= skip_first))
+    stored = doc_table["token_ids"].map(lambda ids: storable_tokens(ids, special, skip_first))
     by_model = doc_table.assign(stored=stored).groupby("model")
     tokens = {str(k): int(v) for k, v in by_model["stored"].sum().items()}
     total = sum(tokens.values())

@@ -141,14 +141,8 @@ def simulate_by_prefill(llm, explanation: str, tokens: list[str]) -> list[float]
     unknown, positions = _answer_lines(tokens, "unknown")
     [first] = llm.prefill_logprobs(messages, [(unknown, positions, [str(d) for d in range(10)])])
     second = llm.branch_logprobs(messages, unknown, positions, "1", ["0", "\n"])
-    predictions = []
-    for digits, after_one in zip(first, second):
-        p = {int(d): math.exp(v) for d, v in digits.items()}
-        p_zero, p_end = math.exp(after_one["0"]), math.exp(after_one["\n"])
-        ten = p_zero / (p_zero + p_end) if p_zero + p_end > 0 else 0.0
-        expected = sum(d * pd for d, pd in p.items() if d != 1) + p[1] * (10 * ten + (1 - ten))
-        predictions.append(expected / sum(p.values()))
-    return predictions
+    return [split_one_and_ten({int(d): math.exp(v) for d, v in digits.items()}, after_one)
+            for digits, after_one in zip(first, second)]
 
 
 def simulate_window(llm: ChatLLM, explanation: str, tokens: list[str], top_logprobs: int = 5,
