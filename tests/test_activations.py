@@ -142,6 +142,13 @@ def test_a_token_budget_keeps_policy_text_and_whole_prompt_groups(tmp_path, tiny
     assert set(docs["model"]) == {"base", "policy"}
     assert 0.4 <= manifest["policy_token_share"] <= 0.6
     assert manifest["n_tokens_by_model"]["policy"] + manifest["n_tokens_by_model"]["base"] == manifest["n_tokens"]
+    # The policy's own words: its documents' tokens past the prompt, a known count per document.
+    for row in docs.itertuples():
+        prompt_len = len(tok(_eval_table()["prompt"][0].replace("0", str(row.prompt_index)))["input_ids"])
+        assert row.completion_tokens == len(row.token_ids) - max(prompt_len, 1) > 0
+    policy_words = docs.loc[docs["model"] == "policy", "completion_tokens"].sum()
+    assert manifest["policy_completion_share"] == round(policy_words / manifest["n_tokens"], 4)
+    assert 0 < manifest["policy_completion_share"] < manifest["policy_token_share"]
     # Documents keep their source: the text is the prompt + that model's response of that sample.
     table = _eval_table().set_index(["model", "prompt_index", "sample"])
     for row in docs.itertuples():

@@ -77,7 +77,7 @@ BAD_CONFIGS = {
     "unknown PPO preset": ({"rl": {"preset": "fast"}}, ["'rl.preset'", "'fast'", "one of: cpu_default, paper"]),
     "mini-batch not a divisor": ({"rl": {"ppo": {"batch_size": 16, "mini_batch_size": 5}}},
                                  ["'rl.ppo.mini_batch_size'", "divisor of batch_size (16)"]),
-    "response range reversed": ({"rl": {"ppo": {"response_min_tokens": 20}}},
+    "response range reversed": ({"rl": {"ppo": {"response_min_tokens": 40}}},
                                 ["'rl.ppo.response_min_tokens'", "<= response_max_tokens"]),
     "negative learning rate": ({"rl": {"ppo": {"learning_rate": -1}}}, ["'rl.ppo.learning_rate'", "> 0"]),
     "too few eval prompts": ({"rl": {"eval": {"prompts": 1}}}, ["'rl.eval.prompts'", ">= 2"]),

@@ -167,3 +167,85 @@ def test_context_too_short_fails_before_training(tokenizer):
     with pytest.raises(RLInputError, match="rl.ppo.query_max_tokens.*exceed the model's context of 512"):
         RLRun(tiny_llama(len(tokenizer), hidden=16), tiny_llama(len(tokenizer), hidden=16), tokenizer,
               UtilityTableReward({}), ["a prompt"], cfg)
+
+
+def _rollout(score, kl, values, mask, kl_coef, logp=None):
+    """A hand-made one-row-or-more Rollout over T response tokens (the batch's ids are irrelevant here)."""
+    from rlhf_lens.rl.algorithm import Rollout
+
+    B, T = score.shape
+    batch = pad_batch([torch.tensor([1])] * B, [torch.ones(T, dtype=torch.long)] * B, 0)
+    batch.mask = mask.clone()
+    logp = torch.zeros(B, T) if logp is None else logp
+    return Rollout(batch=batch, score=score, logp=logp, ref_logp=logp - kl, kl=kl, kl_coef=kl_coef, values=values)
+
+
+def test_ppo_rewards_carry_the_kl_penalty_per_token_and_gae_sees_it():
+    """r_t = score_t - beta * kl_t on every token; with gamma = lambda = 1 the advantage is the
+    reward-to-go minus the value: numbers worked out by hand."""
+    from rlhf_lens.rl.ppo import PPO
+
+    ro = _rollout(score=torch.tensor([[0.0, 0.0, 1.0]]), kl=torch.tensor([[0.5, -0.2, 0.1]]),
+                  values=torch.tensor([[0.1, 0.2, 0.3]]), mask=torch.ones(1, 3), kl_coef=0.2)
+    out = PPO().advantages(ro, PPOConfig(gamma=1.0, lam=1.0, whiten_advantages=False))
+    torch.testing.assert_close(out.rewards, torch.tensor([[-0.1, 0.04, 0.98]]))
+    torch.testing.assert_close(out.returns, torch.tensor([[0.92, 1.02, 0.98]]))
+    torch.testing.assert_close(out.advantages, torch.tensor([[0.82, 0.82, 0.68]]))
+
+
+def test_ppo_value_loss_is_clipped_around_the_old_values():
+    """Old value 0, return 1, clip 0.2: a new value of 0.5 is clipped to 0.2 and the larger error
+    (0.64) counts; a new value of 0.1 lies inside the clip (0.81 both ways). vf = 0.5 * mean."""
+    from rlhf_lens.rl.ppo import PPO
+
+    ro = _rollout(score=torch.zeros(1, 2), kl=torch.zeros(1, 2), values=torch.zeros(1, 2), mask=torch.ones(1, 2),
+                  kl_coef=0.0)
+    ro.advantages, ro.returns = torch.zeros(1, 2), torch.ones(1, 2)
+    cfg = PPOConfig(cliprange_value=0.2, vf_coef=0.1)
+    loss, stats = PPO().loss(torch.zeros(1, 2), torch.tensor([[0.5, 0.1]]), ro, cfg)
+    assert stats["value_loss"].item() == pytest.approx(0.5 * (0.64 + 0.81) / 2)
+    assert stats["value_clip_frac"].item() == pytest.approx(0.5)
+    assert loss.item() == pytest.approx(0.1 * 0.5 * (0.64 + 0.81) / 2)  # ratio 1, advantage 0: no policy loss
+
+
+def test_tokens_past_the_response_carry_no_loss():
+    """Padding after an early end of sequence is masked: a huge advantage there changes nothing."""
+    from rlhf_lens.rl.ppo import PPO
+
+    mask = torch.tensor([[1.0, 1.0, 0.0, 0.0]])
+    ro = _rollout(score=torch.zeros(1, 4), kl=torch.zeros(1, 4), values=torch.zeros(1, 4), mask=mask, kl_coef=0.0)
+    ro.returns = torch.zeros(1, 4)
+    logp = torch.tensor([[0.1, -0.1, 0.3, -0.3]])
+    ro.advantages = torch.tensor([[1.0, -1.0, 0.0, 0.0]])
+    clean, _ = PPO().loss(logp, torch.zeros(1, 4), ro, PPOConfig())
+    ro.advantages = torch.tensor([[1.0, -1.0, 1e6, -1e6]])
+    dirty, _ = PPO().loss(logp, torch.zeros(1, 4), ro, PPOConfig())
+    assert dirty.item() == pytest.approx(clean.item())
+
+
+def test_sampling_stops_at_the_first_eos_and_masks_what_follows():
+    """A model that emits token 5 or EOS with equal odds: each response ends at its first EOS, nothing
+    follows it, and the response mask covers exactly the kept tokens; without stop_at_eos no EOS is sampled."""
+    from rlhf_lens.rl.rollout import sample_responses
+
+    V, eos = 16, 2
+    model = tiny_llama(V, layers=1, hidden=16, seed=0)
+    head = torch.nn.Linear(16, V, bias=True)
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.fill_(-1e4)
+        head.bias[[5, eos]] = 0.0
+    model.lm_head = head
+    torch.manual_seed(0)
+    queries = [torch.tensor([3, 4])] * 32
+    responses = sample_responses(model, queries, 6, pad_id=0, eos_id=eos, stop_at_eos=True)
+    lengths = [len(r) for r in responses]
+    assert min(lengths) < 6 and max(lengths) <= 6
+    for r in responses:
+        eos_at = (r == eos).nonzero().flatten().tolist()
+        assert eos_at in ([], [len(r) - 1])  # at most one EOS, and it ends the response
+        assert set(r.tolist()) <= {5, eos}
+    batch = pad_batch(queries, responses, pad_id=0)
+    assert batch.mask.sum(1).tolist() == lengths
+    full = sample_responses(model, queries, 6, pad_id=0, eos_id=eos, stop_at_eos=False)
+    assert all(len(r) == 6 and eos not in r.tolist() for r in full)

@@ -15,10 +15,11 @@ BOS, padding and every other special token are excluded from the store, and so a
 
 Layout of one store folder (``activations/{reward}/{role}/``)::
 
-    manifest.json              site, layers, d_model, n_docs, n_tokens, documents and tokens per source
-                               model, policy_token_share, n_groups, model and tokenizer folders
+    manifest.json              site, layers, d_model, n_docs, n_tokens, documents, tokens and completion
+                               tokens per source model, policy_token_share (the policy's documents) and
+                               policy_completion_share (its own words), n_groups, model and tokenizer folders
     docs.parquet               doc_id, token_ids (list<int32>, the full stream the model saw), text,
-                               model, prompt_index, sample, group (``SOURCE_COLUMNS``)
+                               model, prompt_index, sample, group (``SOURCE_COLUMNS``), completion_tokens
     layer{L}/part-00000.parquet  doc_id, position, token_id, token_text, vector (list<float32>, d_model)
 
 Memory stays bounded: at most ``shard_tokens`` rows per layer are held before a shard is written.
@@ -63,7 +64,7 @@ class ActivationsConfig:
     """Column holding the text when corpus is a file."""
     max_docs: int | None = None
     """Use at most this many texts (the first ones, in corpus order); None uses all."""
-    max_tokens: int = 6000
+    max_tokens: int = 32000
     """Stop adding texts once this many storable tokens (non-special, past skip_first_positions) are kept."""
     max_length: int = 128
     """Truncate each text to this many tokens (special tokens included)."""
@@ -139,7 +140,7 @@ def read_corpus(path: str | os.PathLike, corpus: str = "rl_eval", text_column: s
                                        "model, prompt_index, sample (rl_eval output)")
         frame = pd.DataFrame({"text": df["prompt"].astype(str) + df["response"].astype(str),
                               "model": df["model"].astype(str), "prompt_index": df["prompt_index"].astype(np.int64),
-                              "sample": df["sample"].astype(np.int64)})
+                              "sample": df["sample"].astype(np.int64), "prompt": df["prompt"].astype(str)})
         frame["group"] = frame["prompt_index"]
         prompts = np.sort(frame["prompt_index"].unique())
         rank = {int(p): r for r, p in enumerate(np.random.default_rng(seed).permutation(prompts))}
@@ -165,7 +166,22 @@ def corpus_frame(texts) -> pd.DataFrame:
         return texts.reset_index(drop=True)
     n = len(texts)
     return pd.DataFrame({"text": list(texts), "model": ["file"] * n, "prompt_index": np.arange(n, dtype=np.int64),
-                         "sample": np.zeros(n, dtype=np.int64), "group": np.arange(n, dtype=np.int64)})
+                         "sample": np.zeros(n, dtype=np.int64), "group": np.arange(n, dtype=np.int64),
+                         "prompt": [""] * n})
+
+
+def completion_tokens(tokenizer, docs: list[list[int]], prompts, skip_first: int) -> np.ndarray:
+    """Stored tokens of each document past its prompt: the model's own words (a plain text: all of them).
+
+    The prompt's length is its token count when tokenized alone; at the prompt/response boundary two
+    tokenizations can differ by a token, which this count accepts.
+    """
+    special = set(tokenizer.all_special_ids)
+    out = []
+    for ids, prompt in zip(docs, prompts):
+        start = len(tokenizer(prompt, add_special_tokens=True)["input_ids"]) if prompt else 0
+        out.append(storable_tokens(ids, special, max(skip_first, start)))
+    return np.asarray(out, dtype=np.int64)
 
 
 def storable_tokens(ids, special: set[int], skip_first: int) -> int:
@@ -251,6 +267,7 @@ def extract_activations(model, tokenizer, texts, layers: list[int], out_dir: str
     docs, kept = tokenize_corpus(tokenizer, corpus["text"].tolist(), cfg.max_length, cfg.max_tokens,
                                  cfg.skip_first_positions)
     corpus = corpus.iloc[kept].reset_index(drop=True)
+    prompts = corpus["prompt"].tolist() if "prompt" in corpus else [""] * len(corpus)
     if not docs:
         raise ActivationStoreError("the corpus has no text with a non-special token")
     special = np.array(sorted(set(tokenizer.all_special_ids)), dtype=np.int64)
@@ -289,31 +306,38 @@ def extract_activations(model, tokenizer, texts, layers: list[int], out_dir: str
         doc_table = pd.DataFrame({"doc_id": np.arange(len(docs), dtype=np.int64),
                                   "token_ids": [np.asarray(d, dtype=np.int32) for d in docs],
                                   "text": corpus["text"].tolist(),
-                                  **{c: corpus[c].to_numpy() for c in SOURCE_COLUMNS}})
+                                  **{c: corpus[c].to_numpy() for c in SOURCE_COLUMNS},
+                                  "completion_tokens": completion_tokens(tokenizer, docs, prompts, cfg.skip_first_positions)})
         doc_table.to_parquet(tmp / "docs.parquet", index=False)
         manifest = {"site": cfg.site, "layers": layers, "d_model": d_model, "n_docs": len(docs),
                     "n_tokens": n_tokens, "max_length": cfg.max_length,
                     "skip_first_positions": cfg.skip_first_positions,
                     **source_counts(doc_table, tokenizer, cfg.skip_first_positions), **(meta or {})}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    log.info("stored %d tokens of %d texts for layers %s at %s (%s); policy share of tokens %s", n_tokens,
-             len(docs), layers, out, cfg.site, manifest["policy_token_share"])
+    log.info("stored %d tokens of %d texts for layers %s at %s (%s); policy share of tokens %s, of them "
+             "written by the policy %s", n_tokens, len(docs), layers, out, cfg.site, manifest["policy_token_share"],
+             manifest["policy_completion_share"])
     return manifest
 
 
 def source_counts(doc_table: pd.DataFrame, tokenizer, skip_first: int) -> dict:
-    """Documents and stored tokens per source model, and the policy's share of the stored tokens
-    (None for a corpus without policy text): the RLHF-vs-base comparison needs policy text in the store."""
+    """Documents and stored tokens per source model, and the policy's share of the stored tokens: of
+    its documents (prompt included) and of its completions alone (None for a corpus without policy text).
+    The RLHF-vs-base comparison needs the policy's own words in the store."""
     special = set(tokenizer.all_special_ids)
     stored = doc_table["token_ids"].map(lambda ids: storable_tokens(ids, special, skip_first))
     by_model = doc_table.assign(stored=stored).groupby("model")
     tokens = {str(k): int(v) for k, v in by_model["stored"].sum().items()}
+    written = {str(k): int(v) for k, v in by_model["completion_tokens"].sum().items()} \
+        if "completion_tokens" in doc_table else {}
     total = sum(tokens.values())
-    from_models = "policy" in tokens or "base" in tokens
+    from_models = ("policy" in tokens or "base" in tokens) and total > 0
     return {"n_docs_by_model": {str(k): int(v) for k, v in by_model.size().items()},
             "n_tokens_by_model": tokens,
+            "n_completion_tokens_by_model": written,
             "n_groups": int(doc_table["group"].nunique()),
-            "policy_token_share": round(tokens.get("policy", 0) / total, 4) if from_models and total else None}
+            "policy_token_share": round(tokens.get("policy", 0) / total, 4) if from_models else None,
+            "policy_completion_share": round(written.get("policy", 0) / total, 4) if from_models else None}
 
 
 # --------------------------------------------------------------------------- reading

@@ -55,13 +55,13 @@ class PPOConfig:
     """Gradient-norm clip per optimiser step."""
     whiten_advantages: bool = True
     """Normalise advantages to mean 0, std 1 over each rollout batch (response tokens only)."""
-    query_min_tokens: int = 16
+    query_min_tokens: int = 6
     """Each prompt is cut to a length drawn uniformly from [query_min_tokens, query_max_tokens] (or its own length if shorter)."""
-    query_max_tokens: int = 16
+    query_max_tokens: int = 6
     """Upper end of the prompt length range."""
-    response_min_tokens: int = 16
+    response_min_tokens: int = 24
     """Each step samples its response length uniformly from [response_min_tokens, response_max_tokens]."""
-    response_max_tokens: int = 16
+    response_max_tokens: int = 24
     """Upper end of the response length range."""
     temperature: float = 1.0
     """Sampling temperature; must be 1.0: the ratio and the KL use the policy's own (untempered)
@@ -140,7 +140,7 @@ class EvalConfig:
 
     prompts: int | None = None
     """Number of held-out prompts (the first N of the eval split); None uses all."""
-    samples_per_prompt: int = 4
+    samples_per_prompt: int = 8
     """Sampled responses per prompt and model."""
     bootstrap: int = 2000
     """Bootstrap resamples (over prompts) for the 95% confidence intervals."""
