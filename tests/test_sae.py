@@ -200,3 +200,17 @@ def test_train_sae_returns_the_sae_on_the_device_it_trained_on():
     sae, _ = train_sae(x, SAETrainConfig(kind="topk", d_sae=16, k=4, epochs=1, batch_size=32), progress=False,
                        device="cpu")
     assert {p.device.type for p in sae.parameters()} == {"cpu"}
+
+
+@pytest.mark.parametrize("kind", ["topk", "relu"])
+def test_decoder_bias_starts_at_the_data_mean_or_zero(kind):
+    """b_dec_init: mean starts the decoder bias at the training activations' mean (a large offset here),
+    zeros at 0; a vanishing learning rate keeps the starting point visible after a step."""
+    torch.manual_seed(0)
+    x = torch.randn(512, 16) + torch.linspace(5, 20, 16)
+    for init, expected in (("mean", x.mean(0)), ("zeros", torch.zeros(16))):
+        cfg = SAETrainConfig(kind=kind, d_sae=32, k=4, lr=1e-12, epochs=1, batch_size=256, b_dec_init=init)
+        sae, _ = train_sae(x, cfg, progress=False)
+        torch.testing.assert_close(sae.b_dec.detach(), expected, atol=1e-4, rtol=1e-5)
+    with pytest.raises(ValueError, match="b_dec_init 'median'"):
+        train_sae(x, SAETrainConfig(kind=kind, d_sae=32, k=4, b_dec_init="median"), progress=False)

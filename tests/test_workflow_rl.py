@@ -37,10 +37,18 @@ def test_rl_artifacts(rl_run):
     table = pd.read_parquet(out / "eval.parquet")
     assert {"prompt", "model", "sample", "response", "reward"} <= set(table.columns)
     assert sorted(table["model"].unique()) == ["base", "policy"] and len(table) == 2 * 3 * 2
+    # Every stored reward is the overseer's score of the stored response (recomputed here), and the
+    # summary's difference is the policy's mean minus the base's, from the table itself.
+    from rlhf_lens.rewards import build_reward
+
+    reward = build_reward("utility", {"utility": {"type": "utility_table"}})
+    recomputed = reward.score(table["prompt"].tolist(), table["response"].tolist()).tolist()
+    assert table["reward"].tolist() == pytest.approx(recomputed, abs=1e-6)
     summary = json.loads((out / "eval_summary.json").read_text())
+    means = table.groupby("model")["reward"].mean()
+    assert summary["reward_difference"] == pytest.approx(means["policy"] - means["base"], abs=1e-9)
     lo, hi = summary["reward_difference_ci95"]
     assert lo <= summary["reward_difference"] <= hi
-    assert summary["reward_difference"] == pytest.approx(summary["reward_policy_mean"] - summary["reward_base_mean"])
     assert (out / "checkpoints/step_000001/state.pt").is_file()
 
 
@@ -64,6 +72,7 @@ def test_unknown_reward_target_is_refused(rl_run):
     proc = snakemake("results/tiny/rl/nosuch/metrics.parquet", "--configfile", "config.yaml", "--dry-run",
                      cwd=rl_run)
     assert proc.returncode != 0
+    assert "nosuch" in proc.stderr + proc.stdout  # the message names the reward that is not configured
 
 
 def test_default_dag_has_rl_and_rl_eval(tmp_path, repo_root):

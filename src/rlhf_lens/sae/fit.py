@@ -34,14 +34,16 @@ SIZE_RE = re.compile(r"^(?P<kind>[a-z][a-z0-9]*)_(?P<mult>[0-9]+)x(?:_seed(?P<se
 class SAEStageConfig:
     """Settings shared by every SAE of a run (``sae:`` in config.yaml)."""
 
-    kinds: tuple[str, ...] = ("relu",)
-    """Architectures trained: relu (paper's tied ReLU + L1) and/or topk."""
+    kinds: tuple[str, ...] = ("topk",)
+    """Architectures trained: topk (TopK + AuxK, the default) and/or relu (the paper's tied ReLU + L1)."""
     sizes: tuple[int, ...] = (1, 2)
     """Dictionary sizes as multiples of d_model: the first is the small dictionary, the last the large."""
     l1: float = 4e-3
     """relu: L1 coefficient, on activations scaled to mean norm sqrt(d_model)."""
-    k: int = 32
+    k: int = 40
     """topk: active latents per token."""
+    b_dec_init: str = "mean"
+    """Starting decoder bias: mean (of the training activations) or zeros (the paper's SAEs)."""
     lr: float = 1e-3
     """Adam learning rate."""
     epochs: int = 10
@@ -84,7 +86,8 @@ def fit_saes(store: str | os.PathLike, layer: int, outputs: dict[str, str | os.P
     for name, (kind, mult, own_seed) in parsed.items():
         started = time.monotonic()
         tcfg = SAETrainConfig(kind=kind, d_sae=mult * d, l1=cfg.l1, k=cfg.k, lr=cfg.lr, epochs=cfg.epochs,
-                              batch_size=cfg.batch_size, seed=seed if own_seed is None else own_seed)
+                              batch_size=cfg.batch_size, b_dec_init=cfg.b_dec_init,
+                              seed=seed if own_seed is None else own_seed)
         out = Path(outputs[name])
         ckpt = out.parent / f".{out.name}.ckpt.pt"  # beside the output: Snakemake clears outputs of failed jobs
         sae, history = train_sae(x_train * scale, tcfg, checkpoint=ckpt, device=device)
