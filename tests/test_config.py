@@ -102,7 +102,7 @@ BAD_CONFIGS = {
                                ["'autointerp.api_key_env'", "'RLHF_LENS_TEST_UNSET_KEY'", "not set"]),
     "API key in the variable's place": ({"autointerp": {"api_key_env": "sk-abc123"}}, ["'autointerp.api_key_env'"]),
     "missing local explainer": ({"autointerp": {"model": "/no/model"}}, ["'autointerp.model'", "/no/model"]),
-    "autointerp kind not trained": ({"autointerp": {"kind": "topk"}}, ["'autointerp.kind'", "sae.kinds"]),
+    "autointerp kind not trained": ({"autointerp": {"kind": "relu"}}, ["'autointerp.kind'", "sae.kinds"]),
     "tiny scoring bootstrap": ({"scoring": {"bootstrap": 5}}, ["'scoring.bootstrap'", ">= 100"]),
 }
 
