@@ -214,3 +214,16 @@ def test_decoder_bias_starts_at_the_data_mean_or_zero(kind):
         torch.testing.assert_close(sae.b_dec.detach(), expected, atol=1e-4, rtol=1e-5)
     with pytest.raises(ValueError, match="b_dec_init 'median'"):
         train_sae(x, SAETrainConfig(kind=kind, d_sae=32, k=4, b_dec_init="median"), progress=False)
+
+
+def test_learning_rate_is_constant_then_falls_linearly_to_zero():
+    """lr_decay 0.3: full rate for the first 70% of the steps, then linear to 0 (known values)."""
+    from rlhf_lens.sae.train import _set_lr
+
+    opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    cfg = SAETrainConfig(lr=0.003, lr_decay=0.3)
+    for progress, expected in ((0.0, 0.003), (0.69, 0.003), (0.85, 0.0015), (1.0, 0.0)):
+        _set_lr(opt, cfg, progress)
+        assert opt.param_groups[0]["lr"] == pytest.approx(expected)
+    _set_lr(opt, SAETrainConfig(lr=0.003, lr_decay=0.0), 0.99)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.003)

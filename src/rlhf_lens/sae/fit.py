@@ -44,11 +44,13 @@ class SAEStageConfig:
     """topk: active latents per token."""
     b_dec_init: str = "mean"
     """Starting decoder bias: mean (of the training activations) or zeros (the paper's SAEs)."""
-    lr: float = 1e-3
+    lr: float = 3e-3
     """Adam learning rate."""
-    epochs: int = 10
+    lr_decay: float = 0.3
+    """Fraction of the steps, at the end, over which the learning rate falls linearly to 0."""
+    epochs: int = 6
     """Passes over the training tokens."""
-    batch_size: int = 256
+    batch_size: int = 512
     """Tokens per optimiser step."""
     baseline_seeds: tuple[int, ...] = (1, 2, 3)
     """Extra seeds for the seed-vs-seed baseline: each kind's small dictionary is trained again with each."""
@@ -85,7 +87,7 @@ def fit_saes(store: str | os.PathLike, layer: int, outputs: dict[str, str | os.P
     trained = {}
     for name, (kind, mult, own_seed) in parsed.items():
         started = time.monotonic()
-        tcfg = SAETrainConfig(kind=kind, d_sae=mult * d, l1=cfg.l1, k=cfg.k, lr=cfg.lr, epochs=cfg.epochs,
+        tcfg = SAETrainConfig(kind=kind, d_sae=mult * d, l1=cfg.l1, k=cfg.k, lr=cfg.lr, lr_decay=cfg.lr_decay, epochs=cfg.epochs,
                               batch_size=cfg.batch_size, b_dec_init=cfg.b_dec_init,
                               seed=seed if own_seed is None else own_seed)
         out = Path(outputs[name])

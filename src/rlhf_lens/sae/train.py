@@ -40,6 +40,9 @@ class SAETrainConfig:
     """topk only: a latent that has not fired for this many training tokens counts as dead."""
     lr: float = 1e-3
     """Adam learning rate."""
+    lr_decay: float = 0.0
+    """Fraction of the optimiser steps, at the end, over which the learning rate falls linearly to 0
+    (0: constant)."""
     epochs: int = 3
     """Passes over the training tokens."""
     batch_size: int = 256
@@ -92,6 +95,7 @@ def train_sae(x: torch.Tensor, cfg: SAETrainConfig, checkpoint: str | os.PathLik
         perm = _epoch_order(cfg, epoch, len(x)).to(device)
         sums: dict[str, float] = {}
         while step < steps_per_epoch:
+            _set_lr(opt, cfg, (epoch * steps_per_epoch + step) / (cfg.epochs * steps_per_epoch))
             parts = _optimiser_step(sae, opt, x[perm[step * cfg.batch_size:(step + 1) * cfg.batch_size]])
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + v
@@ -124,6 +128,15 @@ def _initial_sae(cfg: SAETrainConfig, d: int):
 def _epoch_order(cfg: SAETrainConfig, epoch: int, n: int) -> torch.Tensor:
     """The token order of ``epoch``: depends only on (seed, epoch), so a resumed run sees the same order."""
     return torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch))
+
+
+def _set_lr(opt, cfg: SAETrainConfig, progress: float) -> None:
+    """The learning rate at ``progress`` (fraction of all steps done): constant, then a linear decay to 0
+    over the last ``lr_decay`` of training. A function of the position alone, so a resumed run matches."""
+    left = 1.0 - progress
+    factor = 1.0 if cfg.lr_decay <= 0 or left >= cfg.lr_decay else left / cfg.lr_decay
+    for group in opt.param_groups:
+        group["lr"] = cfg.lr * factor
 
 
 def _optimiser_step(sae, opt, xb: torch.Tensor) -> dict[str, float]:
