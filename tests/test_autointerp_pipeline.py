@@ -66,6 +66,29 @@ def test_silent_feature_is_failed_with_reason(planted):
     assert row["status"] == "failed" and "never fired" in row["reason"]
 
 
+class _NumberlessLLM:
+    """Explains, then answers the simulation prompt without any number (what a 135M chat model does)."""
+
+    cache_identity = "numberless"
+
+    def chat(self, messages, *, max_tokens, temperature=0.0, top_logprobs=0):
+        from rlhf_lens.autointerp.llm import Completion
+
+        if "predict" not in messages[0]["content"]:
+            return Completion(text="This feature fires on film words.", prompt_tokens=20, completion_tokens=6)
+        return Completion(text="This feature fires on film words.\nThe film", prompt_tokens=4, completion_tokens=9)
+
+
+def test_a_simulation_without_numbers_fails_the_feature_instead_of_scoring_it(planted):
+    from rlhf_lens.autointerp.pipeline import NO_VALUES
+
+    tokens, acts = planted
+    row = explain_and_score(_NumberlessLLM(), select_examples(tokens, acts, 0, SMALL), SimulationConfig(top_logprobs=0))
+    assert row["status"] == "failed" and row["reason"] == NO_VALUES
+    assert row["explanation"] == "This feature fires on film words."
+    assert row["score"] is None and row["detection_auroc"] is None  # not 0.5 from all-zero predictions
+
+
 class _ScriptedLLM:
     """Explains with a fixed sentence and simulates every token as 5 (no network, no model)."""
 

@@ -17,7 +17,9 @@ from .prompts import ExplanationParseError, explanation_messages, parse_explanat
 from .scorers import DEFAULT_SCORERS, build_scorers
 from .simulate import SimulationConfig
 
-__all__ = ["SimulationConfig", "explain", "explain_and_score"]
+__all__ = ["NO_VALUES", "SimulationConfig", "explain", "explain_and_score"]
+
+NO_VALUES = "the simulator wrote no usable value for any token"
 
 
 def explain(llm: ChatLLM, record: FeatureExamples, cfg: SimulationConfig) -> str:
@@ -57,5 +59,9 @@ def explain_and_score(llm: ChatLLM, examples: FeatureExamples, cfg: SimulationCo
         row.update(status="failed", reason=f"{type(exc).__name__}: {exc}")
     else:
         row.update(scores, predicted=record.simulated)
+        if record.simulated is not None and not any(v is not None for w in record.simulated for v in w):
+            # Scores of all-None predictions would read as a flat simulation, not as no answer.
+            row.update({c: None for scorer in run for c in scorer.columns}, status="failed",
+                       reason=NO_VALUES)
     row.update(prompt_tokens=record.usage.prompt_tokens, completion_tokens=record.usage.completion_tokens)
     return row
