@@ -71,3 +71,26 @@ def test_cache_identity_follows_the_weights_not_the_folder_name(tmp_path, tokeni
     same = save_tiny_model(tmp_path / "run_c" / "policy", tokenizer, seed=0)
     assert model_fingerprint(a) != model_fingerprint(b)
     assert model_fingerprint(a) == model_fingerprint(same)
+
+
+def test_branch_reads_equal_one_forward_per_position_without_a_cache(local_llm):
+    """The batched, masked branch read gives, at every position, the probabilities of a plain forward
+    of prompt + reply up to that position + the branch token (known answers from the slow way)."""
+    import torch
+
+    llm = local_llm
+    reply = " The\tunknown\n film\tunknown\n was\tunknown\n"
+    positions = [i + 1 for i, ch in enumerate(reply) if ch == "\t"]
+    got = llm.branch_logprobs(MESSAGES, reply, positions, "1", ["0", "\n"])
+    prompt = llm.tokenizer.apply_chat_template(MESSAGES, add_generation_prompt=True, return_tensors="pt",
+                                               return_dict=True)["input_ids"]
+    answer = llm.tokenizer(reply, add_special_tokens=False, return_offsets_mapping=True)
+    starts = {s: j for j, (s, _) in enumerate(answer["offset_mapping"])}
+    one, zero, newline = (llm.tokenizer(t, add_special_tokens=False)["input_ids"][0] for t in ("1", "0", "\n"))
+    assert len(got) == len(positions) == 3
+    for pos, row in zip(positions, got):
+        ids = torch.cat([prompt[0], torch.tensor(answer["input_ids"][:starts[pos]]), torch.tensor([one])])
+        with torch.no_grad():
+            logp = torch.log_softmax(llm.model(ids[None]).logits[0, -1].float(), dim=-1)
+        assert row["0"] == pytest.approx(float(logp[zero]), abs=1e-4)
+        assert row["\n"] == pytest.approx(float(logp[newline]), abs=1e-4)

@@ -150,11 +150,12 @@ class LocalChatLLM:
         ``candidates`` right after ``branch`` written there, the text before that position unchanged
         (P("0" | "1") at a value whose earlier lines read as they did, not as a second answer wrote them).
 
-        One pass over the reply keeps its key/value cache; each position then costs one forward of the
-        branch's single token on a copy of that cache cut back to the position.
+        One pass over the reply fills its key/value cache; then one more forward reads every branch at
+        once: the branch token of position i is placed at that position, and an attention mask lets it
+        see only the prompt and the reply before it (and itself), so each reads exactly the context it
+        would alone. (One token per position with a cut-back copy of the cache gives the same values,
+        tested; it cost ~0.3 s per position here, the batched read one forward for all.)
         """
-        import copy
-
         import torch
 
         prompt = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
@@ -165,19 +166,22 @@ class LocalChatLLM:
         if missing:
             raise ValueError(f"character {missing[0]} of the assistant text does not start a token")
         [branch_id], candidate_ids = self._single_tokens([branch]), self._single_tokens(candidates)
+        if not char_positions:
+            return []
         ids = torch.cat([prompt, torch.tensor([answer["input_ids"]], device=self.device)], dim=1)
+        n, p = ids.shape[1], len(char_positions)
+        kept = torch.tensor([prompt.shape[1] + starts[pos] for pos in char_positions], device=self.device)
+        # (1, 1, p, n + p): branch i sees the first kept[i] tokens and itself.
+        visible = torch.arange(n, device=self.device)[None, :] < kept[:, None]
+        visible = torch.cat([visible, torch.eye(p, dtype=torch.bool, device=self.device)], dim=1)
+        mask = torch.zeros(visible.shape, device=self.device).masked_fill(~visible, torch.finfo(torch.float32).min)
         with torch.no_grad():
-            full = self.model(ids, use_cache=True, logits_to_keep=1).past_key_values
-            out = []
-            for pos in char_positions:
-                cache = copy.deepcopy(full)
-                drop = ids.shape[1] - (prompt.shape[1] + starts[pos])  # keep the prompt and the reply before pos
-                if drop:
-                    cache.crop(-drop)
-                logits = self.model(torch.tensor([[branch_id]], device=self.device), past_key_values=cache).logits
-                logp = torch.log_softmax(logits[0, -1].float(), dim=-1)
-                out.append({c: float(logp[i]) for c, i in zip(candidates, candidate_ids)})
-        return out
+            cache = self.model(ids, use_cache=True, logits_to_keep=1).past_key_values
+            logits = self.model(torch.full((1, p), branch_id, device=self.device), past_key_values=cache,
+                                attention_mask=mask[None, None], position_ids=kept[None],
+                                use_cache=True).logits
+        logp = torch.log_softmax(logits[0].float(), dim=-1)
+        return [{c: float(logp[i, j]) for c, j in zip(candidates, candidate_ids)} for i in range(p)]
 
     def prefill_logprobs(self, messages: Messages, answers: list[Answer]) -> list[list[dict[str, float]]]:
         """Teacher-forced scoring: the chat, then each answer's ``assistant_text`` as the assistant's reply.
