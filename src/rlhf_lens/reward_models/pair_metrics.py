@@ -60,3 +60,24 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
     if len(a) < 2 or np.all(a == a[0]) or np.all(b == b[0]):
         return float("nan")
     return float(spearmanr(a, b).statistic)
+
+
+def heldout_accuracy(pairs, chosen_scores, rejected_scores, n_boot: int = 1000, level: float = 0.95,
+                     seed: int = 0) -> dict:
+    """Both measures on a preference table (columns prompt, chosen, rejected, chosen_reward,
+    rejected_reward, group) and a model's score of each pair's chosen and rejected text.
+
+    Pair accuracy is against the file's labels (chosen is the overseer's pick, flips included);
+    Spearman is against the overseer's reward over the distinct (prompt, response) texts of the table.
+    """
+    import pandas as pd
+
+    c, r = np.asarray(chosen_scores, np.float64), np.asarray(rejected_scores, np.float64)
+    responses = pd.concat([
+        pd.DataFrame({"text": pairs["prompt"] + pairs["chosen"], "gold": pairs["chosen_reward"], "score": c,
+                      "group": pairs["group"]}),
+        pd.DataFrame({"text": pairs["prompt"] + pairs["rejected"], "gold": pairs["rejected_reward"], "score": r,
+                      "group": pairs["group"]}),
+    ]).drop_duplicates("text")
+    return {"pair_accuracy": pair_accuracy(c, r, pairs["group"].to_numpy(), n_boot, level, seed),
+            "spearman": spearman_ci(responses["score"], responses["gold"], responses["group"], n_boot, level, seed)}

@@ -567,3 +567,44 @@ def load_sarm(folder: str | os.PathLike, device: str = "cpu", base_model: str | 
     for p in [*reader.parameters(), *head.parameters()]:
         p.requires_grad_(False)
     return SARM(reader, head, info, batch_size or info["settings"]["forward_batch_size"])
+
+
+# --------------------------------------------------------------------------- the stage
+
+
+def sarm_stage(model_dir: str | os.PathLike, train_path: str | os.PathLike, heldout_path: str | os.PathLike,
+               out_dir: str | os.PathLike, cfg: SARMConfig, seed: int = 0, device: str = "cpu") -> dict:
+    """Rule sarm: train on ``train_path``'s pairs, save into ``out_dir`` (cfg.json, sarm.safetensors), and
+    write ``accuracy.json`` and ``pair_scores.parquet`` (each held-out pair's two scores) there.
+
+    Both preference files and the block are checked before any training.
+    """
+    from ..atomic import write_json, write_parquet
+    from ..missing import json_safe
+    from .pair_metrics import heldout_accuracy
+
+    train, heldout = read_pairs(train_path), read_pairs(heldout_path)
+    resolve_block(cfg.block, model_depth(model_dir))
+    out = Path(out_dir)
+    work = out.parent / f".{out.name}.work"  # checkpoints beside the output: Snakemake clears outputs of failed jobs
+    sarm = train_sarm(model_dir, train, cfg, seed=seed, device=device, work_dir=work)
+    texts, chosen, rejected = pair_texts(heldout)
+    scores = sarm.score(texts).double().numpy()
+    summary = {"rm": "sarm", "architecture": ARCHITECTURE, "train_pairs": len(train), "heldout_pairs": len(heldout),
+               "block": sarm.info["block"], "head_input": cfg.head_input, "train": cfg.train,
+               "train_seconds": sarm.info["train_seconds"], "sae_seconds": sarm.info["sae_seconds"],
+               "train_accuracy_last_epoch": sarm.info["history"][-1]["accuracy"] if sarm.info["history"] else None,
+               "sae_normalised_mse": sarm.info["sae"]["normalised_mse"], "seed": seed,
+               **heldout_accuracy(heldout, scores[chosen], scores[rejected], cfg.bootstrap, seed=seed)}
+    save_sarm(sarm, out)
+    table = heldout[["prompt_index", "group", "chosen_reward", "rejected_reward", "p_chosen"]].copy()
+    table["chosen_score"], table["rejected_score"] = scores[chosen], scores[rejected]
+    write_parquet(table, out / "pair_scores.parquet")
+    write_json(json_safe(summary, finite=True), out / "accuracy.json")
+    import shutil
+
+    shutil.rmtree(work, ignore_errors=True)
+    log.info("SARM held-out pair accuracy %.3f %s, Spearman %.3f %s (%.1f s)", summary["pair_accuracy"]["accuracy"],
+             summary["pair_accuracy"]["ci"], summary["spearman"]["spearman"], summary["spearman"]["ci"],
+             summary["train_seconds"])
+    return summary
