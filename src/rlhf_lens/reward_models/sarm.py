@@ -542,6 +542,20 @@ def read_sarm_cfg(folder: str | os.PathLike) -> dict:
     return cfg
 
 
+def _find_base_model(folder: Path, recorded: str) -> Path:
+    """The base model folder cfg.json records: as written (absolute, or relative to the working directory),
+    else relative to a parent of the SARM folder (the workflow writes it relative to its own directory,
+    results/{run}/reward_models/sarm/ -> resources/models/{name})."""
+    path = Path(recorded)
+    if path.is_absolute() or path.is_dir():
+        return path
+    for parent in folder.resolve().parents:
+        if (parent / path).is_dir():
+            return parent / path
+    raise SARMError(f"{str(folder / CFG)!r}: key 'base_model' has value {recorded!r}, a folder that does not exist "
+                    "here or under any parent of the SARM folder; pass base_model= to load_sarm")
+
+
 def load_sarm(folder: str | os.PathLike, device: str = "cpu", base_model: str | os.PathLike | None = None,
               batch_size: int | None = None) -> SARM:
     """The SARM saved in ``folder``; ``base_model`` overrides the model folder cfg.json names (moved files)."""
@@ -551,7 +565,7 @@ def load_sarm(folder: str | os.PathLike, device: str = "cpu", base_model: str | 
 
     folder = Path(folder)
     info = read_sarm_cfg(folder)
-    base = base_model or info["base_model"]
+    base = base_model or _find_base_model(folder, info["base_model"])
     model, tokenizer = load_prepared(base, device)
     reader = LastTokenReader(model, tokenizer, info["block"], info["max_length"])
     if (folder / LM_WEIGHTS).is_file():
