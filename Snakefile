@@ -21,6 +21,7 @@ include: "rules/prepare.smk"
 include: "rules/rl.smk"
 include: "rules/interp.smk"
 include: "rules/autointerp.smk"
+include: "rules/sarm.smk"
 include: "rules/report.smk"
 
 

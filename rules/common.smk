@@ -68,6 +68,8 @@ NOT_RESULT_KEYS = {
     "autointerp": ("timeout_s", "max_retries", "cache_dir", "api_key_env"),
     # resumable checkpoints: how often they are written and whether they are kept after success
     "rl.ppo": ("checkpoint_every", "keep_checkpoints"),
+    # texts per forward pass of SARM's truncated LM (right padding under an attention mask)
+    "sarm": ("forward_batch_size",),
 }
 
 
@@ -80,6 +82,11 @@ def result_settings(section, settings=None):
 def ppo_params(reward=None):
     """The PPO settings (preset, rl.ppo and rl.per_reward.<reward> on top) that change a policy or its evaluation."""
     return result_settings("rl.ppo", asdict(rl_settings(config, reward)[0]))
+
+
+def sarm_train_params():
+    """The sarm: keys that change the trained SARM (not its read-off, sarm.analysis)."""
+    return {k: v for k, v in result_settings("sarm").items() if k != "analysis"}
 
 
 # --------------------------------------------------------------------------- resources
@@ -226,6 +233,14 @@ def summary_inputs(wildcards):
             f"{reward}_autointerp": autointerp_tables(w),
         })
     return inputs
+
+
+def preference_file(wildcards, split):
+    """The overseer's preference pairs of ``split`` (train or heldout) that the reward models learn from.
+
+    Written by rule preferences (the learned-RM branch); until that rule is merged, a file put at this path.
+    """
+    return f"results/{wildcards.run}/preferences/{config['sarm']['overseer']}/{split}.parquet"
 
 
 def calibration_inputs(wildcards):

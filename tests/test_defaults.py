@@ -16,6 +16,8 @@ from rlhf_lens.autointerp.stage import AutointerpConfig
 from rlhf_lens.config import validate_config
 from rlhf_lens.data.prompts import PromptsConfig
 from rlhf_lens.features import FeaturesConfig
+from rlhf_lens.reward_models.sarm import SARMConfig
+from rlhf_lens.reward_models.sarm_analysis import SARMAnalysisConfig
 from rlhf_lens.rl.config import EvalConfig
 from rlhf_lens.sae.fit import SAEStageConfig
 
@@ -31,6 +33,8 @@ MIRRORS = [
     (AutointerpConfig, DEFAULTS["autointerp"]),
     (ExampleConfig, DEFAULTS["autointerp"]["examples"]),
     (SimulationConfig, DEFAULTS["autointerp"]),
+    (SARMConfig, DEFAULTS["sarm"]),
+    (SARMAnalysisConfig, DEFAULTS["sarm"]["analysis"]),
 ]
 
 

@@ -246,6 +246,42 @@ def _reward_name_problems(config: dict) -> list[str]:
             for key, name in named if name not in config["rewards"]]
 
 
+def _model_depth(config: dict) -> int | None:
+    """Blocks of the base model, read from a config.json already on disk (the prepared folder, or a local
+    folder spec); None when no such file exists yet (the sarm job then checks before training)."""
+    import json
+
+    candidates = [REPO_ROOT / "resources" / "models" / config["model"]["name"] / "config.json",
+                  Path("resources") / "models" / config["model"]["name"] / "config.json"]
+    spec = Path(config["model"]["spec"]).expanduser()
+    if spec.is_dir():
+        candidates.append(spec / "config.json")
+    for path in candidates:
+        if path.is_file():
+            try:
+                return int(json.loads(path.read_text())["num_hidden_layers"])
+            except (ValueError, KeyError, TypeError):
+                return None
+    return None
+
+
+def _sarm_problems(config: dict) -> list[str]:
+    """``sarm.overseer`` must name a configured reward; ``sarm.block`` must be below the model's depth
+    when that depth can be read without loading the model."""
+    sarm = config["sarm"]
+    if sarm["overseer"] is None:
+        return []
+    problems = []
+    if sarm["overseer"] not in config["rewards"]:
+        problems.append(f"key 'sarm.overseer' names reward {sarm['overseer']!r}, which is not configured: expected one "
+                        f"of {', '.join(sorted(config['rewards']))}")
+    depth = _model_depth(config) if sarm["block"] is not None else None
+    if depth is not None and sarm["block"] >= depth:
+        problems.append(f"key 'sarm.block' has value {sarm['block']!r}: the model {config['model']['name']!r} has "
+                        f"{depth} blocks, expected an integer in 0..{depth - 1} (or null for half depth)")
+    return problems
+
+
 def _semantic_problems(config: dict) -> list[str]:
     problems = []
     try:
@@ -258,6 +294,7 @@ def _semantic_problems(config: dict) -> list[str]:
     problems += _reward_name_problems(config)
     problems += _rl_problems(config["rl"])
     problems += _autointerp_problems(config)
+    problems += _sarm_problems(config)
     return problems
 
 
@@ -345,6 +382,15 @@ def features_config(config: dict):
     from .features import FeaturesConfig
 
     return _pick(FeaturesConfig, config["features"])
+
+
+def sarm_settings(config: dict):
+    """(SARMConfig, SARMAnalysisConfig) of ``sarm:`` and ``sarm.analysis``; lists become tuples."""
+    from .reward_models.sarm import SARMConfig
+    from .reward_models.sarm_analysis import SARMAnalysisConfig
+
+    analysis = {k: tuple(v) if isinstance(v, list) else v for k, v in config["sarm"]["analysis"].items()}
+    return _pick(SARMConfig, config["sarm"]), _pick(SARMAnalysisConfig, analysis)
 
 
 def autointerp_settings(config: dict):

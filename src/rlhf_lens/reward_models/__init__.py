@@ -1,0 +1,1 @@
+"""Learned reward models trained on an overseer's preference pairs (plain Bradley-Terry RM, SARM)."""

@@ -1,0 +1,169 @@
+"""SARM: the head finds the latent that carries a planted reward; truncation reads the right block;
+save/load gives identical scores; bad input fails before training with a message naming file or key."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from rlhf_lens.reward_models.pair_metrics import pair_accuracy, spearman_ci
+from rlhf_lens.reward_models.sarm import (SARMConfig, SARMError, LastTokenReader, SparseRewardHead, fit_reward_head,
+                                          load_sarm, pretrain_sae, read_pairs, save_sarm, standardise, train_sarm)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+WORDS = {"great": 3.0, "awful": -3.0}
+FILL = ["the", "movie", "was", "a", "film", "story", "plot", "long"]
+
+
+def utility_pairs(n_prompts: int, seed: int = 0) -> pd.DataFrame:
+    """Preference pairs labelled by a two-word utility table (the overseer), in the preference-file layout."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for p in range(n_prompts):
+        responses = []
+        for word in (rng.choice(list(WORDS)), "good"):
+            words = list(rng.choice(FILL, 4))
+            words.insert(int(rng.integers(0, 5)), word)
+            responses.append(" " + " ".join(words) + ".")
+        u = [sum(WORDS.get(w.strip("."), 0.0) for w in r.split()) for r in responses]
+        c, r = (0, 1) if u[0] > u[1] else (1, 0)
+        rows.append({"prompt": f"Review {p}:", "chosen": responses[c], "rejected": responses[r],
+                     "chosen_reward": u[c], "rejected_reward": u[r], "p_chosen": 1.0, "prompt_index": p, "group": p})
+    return pd.DataFrame(rows)
+
+
+def planted_states(n: int, d: int, n_atoms: int, rng):
+    """States built from orthonormal atoms: atom 0 with coefficient U(0, 3) in half the samples (the reward),
+    plus two other atoms with coefficients U(1, 3). Returns (x (n, d), atoms (n_atoms, d), reward (n,))."""
+    q, _ = np.linalg.qr(rng.normal(size=(d, n_atoms)))
+    atoms = torch.as_tensor(q.T, dtype=torch.float32)
+    coef = torch.zeros(n, n_atoms)
+    reward = torch.as_tensor(rng.uniform(0, 3, n) * (rng.random(n) < 0.5), dtype=torch.float32)
+    coef[:, 0] = reward
+    for i in range(n):
+        others = rng.choice(np.arange(1, n_atoms), 2, replace=False)
+        coef[i, others] = torch.as_tensor(rng.uniform(1, 3, 2), dtype=torch.float32)
+    return coef @ atoms, atoms, reward
+
+
+def random_pairs(reward: torch.Tensor, n_pairs: int, rng):
+    a, b = rng.integers(0, len(reward), n_pairs), rng.integers(0, len(reward), n_pairs)
+    keep = reward[a] != reward[b]
+    a, b = a[keep.numpy()], b[keep.numpy()]
+    higher = (reward[a] > reward[b]).numpy()
+    return np.where(higher, a, b), np.where(higher, b, a)
+
+
+def test_head_puts_its_largest_weight_on_the_latent_that_carries_the_reward():
+    rng = np.random.default_rng(0)
+    x, atoms, reward = planted_states(3000, 32, 24, rng)
+    cfg = SARMConfig(sae_multiple=2, k=3, sae_epochs=30, sae_lr=3e-3, sae_batch_size=128, epochs=30, lr=1e-3)
+    sae, _, _ = pretrain_sae(x[:2000], cfg, seed=0)
+    head = SparseRewardHead(sae, "topk")
+    chosen, rejected = random_pairs(reward[:2000], 3000, rng)
+    fit_reward_head(head, chosen, rejected, cfg, seed=0, cached=x[:2000])
+    w = head.weight.detach()
+    top = int(w.abs().argmax())
+    cos = torch.nn.functional.normalize(sae.W_dec, dim=1) @ atoms[0]
+    assert int(cos.argmax()) == top and cos[top] > 0.99, (top, cos.max())
+    assert w[top] > 0 and w[top] > 1.3 * w.abs().sort().values[-2]
+    # Held-out samples (never seen by the SAE or the head): pair accuracy near 1.
+    xs, rs = x[2000:], reward[2000:]
+    hc, hr = random_pairs(rs, 2000, rng)
+    with torch.no_grad():
+        scores = head(xs).numpy()
+    acc = pair_accuracy(scores[hc], scores[hr], np.arange(len(hc)), n_boot=200)
+    assert acc["accuracy"] > 0.95 and acc["ci"][0] > 0.9
+
+
+def test_pair_metrics_known_answers():
+    gold = np.arange(10.0)
+    groups = np.repeat(np.arange(5), 2)
+    assert spearman_ci(gold * 2 + 1, gold, groups, n_boot=100)["spearman"] == pytest.approx(1.0)
+    assert spearman_ci(-gold, gold, groups, n_boot=100)["spearman"] == pytest.approx(-1.0)
+    right = pair_accuracy(gold[1::2], gold[::2], np.arange(5), n_boot=100)
+    assert right["accuracy"] == 1.0 and right["ci"] == [1.0, 1.0]
+    assert pair_accuracy(gold[::2], gold[1::2], np.arange(5), n_boot=100)["accuracy"] == 0.0
+    # Group means weigh each group once: group 0 has 3 right pairs, group 1 one wrong pair.
+    mixed = pair_accuracy([1, 1, 1, 0], [0, 0, 0, 1], [0, 0, 0, 1], n_boot=0)
+    assert mixed["accuracy"] == 0.5 and mixed["accuracy_pooled"] == 0.75
+    assert pair_accuracy([1.0], [1.0], [0], n_boot=0)["accuracy"] == 0.5  # a tie counts half
+
+
+def test_standardise_is_per_token_over_the_hidden_dimension():
+    h = torch.tensor([[1.0, 2.0, 3.0, 6.0], [10.0, 10.0, 10.0, 14.0]])
+    x = standardise(h)
+    assert torch.allclose(x.mean(1), torch.zeros(2), atol=1e-6)
+    assert torch.allclose(x.std(1), torch.ones(2), atol=1e-5)
+    assert torch.allclose(standardise(h * 7 + 3), x, atol=1e-5)  # a token's scale and offset do not matter
+
+
+def test_reader_reads_the_output_of_the_chosen_block(tiny_model_dir):
+    from rlhf_lens.models import load_prepared
+
+    full, tok = load_prepared(tiny_model_dir)
+    model, tok2 = load_prepared(tiny_model_dir)
+    reader = LastTokenReader(model, tok2, block=0, max_length=32)
+    assert len(reader.body.layers) == 1
+    texts = ["A short one.", "A somewhat longer text than that."]
+    got = reader.last(texts)
+    for i, text in enumerate(texts):
+        ids = tok(text, return_tensors="pt").input_ids
+        with torch.no_grad():
+            hs = full(ids, output_hidden_states=True).hidden_states
+        assert torch.allclose(got[i], standardise(hs[1][0, -1]), atol=1e-5)  # hidden_states[1]: block 0's output
+
+
+@pytest.mark.parametrize("train", ["head", "all"])
+def test_save_load_round_trip_gives_identical_scores(tiny_model_dir, tmp_path, train):
+    pairs = utility_pairs(12)
+    cfg = SARMConfig(sae_multiple=2, k=4, sae_epochs=2, epochs=2, train=train)
+    sarm = train_sarm(tiny_model_dir, pairs, cfg, seed=0, work_dir=tmp_path / "work")
+    texts = (pairs["prompt"] + pairs["chosen"]).tolist() + ["An unseen text!"]
+    before = sarm.score(texts)
+    save_sarm(sarm, tmp_path / "sarm")
+    assert (tmp_path / "sarm" / "lm.safetensors").is_file() == (train == "all")
+    loaded = load_sarm(tmp_path / "sarm")
+    assert torch.equal(loaded.score(texts), before)
+    assert torch.allclose(loaded.contributions(texts).sum(1), before, atol=1e-5)
+    assert loaded.info["block"] == 0 and loaded.info["architecture"] == "sarm"
+
+
+def test_training_is_seeded(tiny_model_dir, tmp_path):
+    pairs = utility_pairs(8)
+    cfg = SARMConfig(sae_multiple=2, k=4, sae_epochs=2, epochs=3)
+    a = train_sarm(tiny_model_dir, pairs, cfg, seed=3).weight
+    b = train_sarm(tiny_model_dir, pairs, cfg, seed=3).weight
+    assert torch.equal(a, b) and a.abs().sum() > 0
+
+
+def test_a_block_beyond_the_depth_fails_before_training(tiny_model_dir):
+    with pytest.raises(SARMError, match=r"'sarm.block' has value 5: the model has 2 blocks, expected an integer in 0..1"):
+        train_sarm(tiny_model_dir, utility_pairs(4), SARMConfig(block=5))
+
+
+def test_bad_preference_files_are_named(tmp_path):
+    good = utility_pairs(3)
+    path = tmp_path / "train.parquet"
+    good.drop(columns=["p_chosen", "group"]).to_parquet(path)
+    with pytest.raises(SARMError, match=r"train.parquet' lacks column\(s\) p_chosen, group: expected prompt, chosen"):
+        read_pairs(path)
+    good.iloc[:0].to_parquet(path)
+    with pytest.raises(SARMError, match="has no rows"):
+        read_pairs(path)
+    same = good.copy()
+    same.loc[1, "rejected"] = same.loc[1, "chosen"]
+    same.to_parquet(path)
+    with pytest.raises(SARMError, match="row 1: chosen is identical to rejected"):
+        read_pairs(path)
+    with pytest.raises(SARMError, match="does not exist"):
+        read_pairs(tmp_path / "nope.parquet")
+
+
+def test_a_folder_of_another_architecture_is_refused(tmp_path):
+    (tmp_path / "cfg.json").write_text('{"architecture": "topk"}')
+    with pytest.raises(SARMError, match=r"key 'architecture' has value 'topk': expected 'sarm'"):
+        load_sarm(tmp_path)

@@ -1,0 +1,69 @@
+"""Rules sarm and sarm_analysis end to end on the tiny Llama, from preference files put where rule
+preferences writes them; config errors about SARM before any job."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from rlhf_lens.config import ConfigError, validate_config
+from snakemake_helpers import run_config
+from test_sarm import utility_pairs
+
+pytestmark = pytest.mark.workflow
+
+
+@pytest.fixture(scope="module")
+def sarm_run(tmp_path_factory, tiny_model_dir):
+    workdir = tmp_path_factory.mktemp("workflow_sarm")
+    (workdir / "words.csv").write_text("word,utility\ngreat,3\nawful,-3\n")
+    prefs = workdir / "results/tiny/preferences/words"
+    prefs.mkdir(parents=True)
+    utility_pairs(24, seed=0).to_parquet(prefs / "train.parquet")
+    utility_pairs(10, seed=1).assign(prompt_index=lambda d: d.prompt_index + 100,
+                                     group=lambda d: d.group + 100).to_parquet(prefs / "heldout.parquet")
+    config = {"run": "tiny", "model": {"name": "tiny", "spec": str(tiny_model_dir)},
+              "rewards": {"words": {"type": "utility_table", "table": str(workdir / "words.csv")}},
+              "sarm": {"overseer": "words", "sae_multiple": 4, "k": 4, "sae_epochs": 5, "epochs": 5, "bootstrap": 100,
+                       "analysis": {"shift_latents": 2, "recovery_min_tokens": 1, "recovery_shuffles": 50,
+                                    "example_latents": 2, "bootstrap": 100}}}
+    return run_config(workdir, config, "--printshellcmds", "results/tiny/reward_models/sarm/recovery.json",
+                      "results/tiny/reward_models/sarm/accuracy.json")
+
+
+def test_sarm_artifacts(sarm_run):
+    from rlhf_lens.reward_models.sarm import load_sarm
+
+    out = sarm_run / "results/tiny/reward_models/sarm"
+    cfg = json.loads((out / "cfg.json").read_text())
+    assert cfg["architecture"] == "sarm" and cfg["block"] == 0 and cfg["sae"]["d_sae"] == 4 * 32
+    accuracy = json.loads((out / "accuracy.json").read_text())
+    pair = accuracy["pair_accuracy"]
+    assert pair["n_pairs"] == 10 and pair["n_groups"] == 10
+    assert 0 <= pair["ci"][0] <= pair["accuracy"] <= pair["ci"][1] <= 1
+    assert -1 <= accuracy["spearman"]["spearman"] <= 1
+    # the per-pair scores are the loaded model's scores of the held-out texts
+    scores = pd.read_parquet(out / "pair_scores.parquet")
+    heldout = pd.read_parquet(sarm_run / "results/tiny/preferences/words/heldout.parquet")
+    sarm = load_sarm(out)
+    assert sarm.score((heldout.prompt + heldout.chosen).tolist()).numpy() == pytest.approx(
+        scores.chosen_score.to_numpy(), abs=1e-5)
+    assert pair["accuracy_pooled"] == pytest.approx((scores.chosen_score > scores.rejected_score).mean())
+    shift = pd.read_parquet(out / "shift.parquet")
+    assert (shift[shift.set == "complement"].max_abs_change == 0).all()
+    recovery = json.loads((out / "recovery.json").read_text())
+    assert recovery["overseer"] == "words" and recovery["shuffles"] == 50
+    assert set(pd.read_parquet(out / "attribution.parquet").columns) >= {"response", "latent", "contribution", "gold"}
+
+
+def test_sarm_overseer_must_be_a_configured_reward():
+    with pytest.raises(ConfigError, match="key 'sarm.overseer' names reward 'nosuch', which is not configured"):
+        validate_config({"sarm": {"overseer": "nosuch"}})
+
+
+def test_sarm_block_beyond_the_depth_fails_at_validation(tiny_model_dir):
+    with pytest.raises(ConfigError, match=r"key 'sarm.block' has value 2: the model 'tiny' has 2 blocks"):
+        validate_config({"model": {"name": "tiny", "spec": str(tiny_model_dir)},
+                         "sarm": {"overseer": "utility", "block": 2}})
