@@ -372,8 +372,10 @@ def pretrain_sae(x: torch.Tensor, cfg: SARMConfig, seed: int, checkpoint: str | 
     """The TopK SAE pretrained on standardised states x (n, d); (sae on the CPU, history, its train config)."""
     d = x.shape[1]
     m = cfg.sae_multiple * d
+    # Inputs are standardised per token, so their mean is small: the decoder bias starts at zero and the
+    # rate stays constant (the interpretation SAEs' mean start and decay are tuned for raw MLP outputs).
     tcfg = SAETrainConfig(kind="topk", d_sae=m, k=min(cfg.k, m), lr=cfg.sae_lr, epochs=cfg.sae_epochs,
-                          batch_size=cfg.sae_batch_size, seed=seed)
+                          batch_size=cfg.sae_batch_size, seed=seed, b_dec_init="zeros", lr_decay=0.0)
     sae, history = train_sae(x, tcfg, checkpoint=checkpoint, progress=False, device=device)
     return sae.cpu(), history, tcfg
 
