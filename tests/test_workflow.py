@@ -71,7 +71,7 @@ def test_the_whole_chain_runs_on_a_tiny_gpt_neox(tmp_path_factory, tiny_neox_dir
     layers = json.loads((results / "divergence/utility_layers.json").read_text())["layers"]
     assert layers
     for role in ("base", "rlhf"):
-        metrics = json.loads((results / f"sae/utility/{role}/layer{layers[0]}/relu_1x/metrics.json").read_text())
+        metrics = json.loads((results / f"sae/utility/{role}/layer{layers[0]}/topk_1x/metrics.json").read_text())
         assert metrics["explained_variance"] is not None and metrics["ce_sae"] > 0  # spliced into a NeoX block
     scores = pd.read_parquet(results / "scores/utility.parquet")
     # Every latent's unembedding utility, through the final LayerNorm and the untied embed_out.
