@@ -127,6 +127,8 @@ class RLRun:
         """Run PPO steps up to ``until`` (default config.steps); returns the metrics table so far."""
         until = self.config.steps if until is None else until
         every = self.config.checkpoint_every
+        log.info("%s: steps %d to %d, batch %d, %d response(s) per prompt", self.config.algorithm.upper(), self.step,
+                 until, self.config.batch_size, self.trainer.samples_per_prompt())
         with tqdm(total=until, initial=self.step, desc=self.config.algorithm.upper(), unit="step", mininterval=5) as bar:
             while self.step < until:
                 row = self._rollout_step(self.step)
