@@ -16,6 +16,7 @@ from types import SimpleNamespace
 
 try:
     from rlhf_lens.config import ConfigError, rl_settings, rule_resources, validate_config
+    from rlhf_lens.rl.algorithm import algorithm_settings
 except ImportError as _err:  # the package is installed (editable) by `make setup` and by envs/rlhf_lens.yaml
     print(f"rlhf-lens: cannot import the rlhf_lens package with {sys.executable} ({_err}); "
           "run `make setup`, or `pip install -e .` in this checkout", file=sys.stderr)
@@ -81,7 +82,8 @@ def result_settings(section, settings=None):
 
 def ppo_params(reward=None):
     """The PPO settings (preset, rl.ppo and rl.per_reward.<reward> on top) that change a policy or its evaluation."""
-    return result_settings("rl.ppo", asdict(rl_settings(config, reward)[0]))
+    # only the settings the run's algorithm reads: e.g. rl.ppo.group_size does not rerun a PPO policy
+    return result_settings("rl.ppo", algorithm_settings(rl_settings(config, reward)[0]))
 
 
 def sarm_train_params():

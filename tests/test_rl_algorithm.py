@@ -20,20 +20,20 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_ppo_is_registered_and_the_default(repo_root):
-    assert algorithm_names() == ["ppo"] and isinstance(get_algorithm("ppo"), PPO) and PPO.needs_value_head
+    assert algorithm_names() == ["ppo", "grpo", "rloo"] and isinstance(get_algorithm("ppo"), PPO) and PPO.needs_value_head
     rl = yaml.safe_load((repo_root / "schemas/config.schema.yaml").read_text())["properties"]["rl"]["properties"]
     assert "enum" not in rl["algorithm"] and rl["algorithm"]["default"] == "ppo"  # the registry decides
     ppo, _ = rl_settings(validate_config({}))
     assert ppo.algorithm == "ppo"
-    with pytest.raises(KeyError, match="unknown RL algorithm 'nope': expected one of ppo"):
+    with pytest.raises(KeyError, match="unknown RL algorithm 'nope': expected one of ppo, grpo, rloo"):
         get_algorithm("nope")
 
 
 def test_unknown_algorithm_in_config_names_the_key():
     from rlhf_lens.config import ConfigError
 
-    with pytest.raises(ConfigError, match=r"'rl.algorithm' has value 'grpo': expected one of ppo \(the registered RL algorithms\)"):
-        validate_config({"rl": {"algorithm": "grpo"}})
+    with pytest.raises(ConfigError, match=r"'rl.algorithm' has value 'dpo': expected one of ppo, grpo, rloo \(the registered RL algorithms\)"):
+        validate_config({"rl": {"algorithm": "dpo"}})
 
 
 class MeanBaseline(Algorithm):

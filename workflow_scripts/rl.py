@@ -21,4 +21,4 @@ metrics = train_policy(snakemake.input.model, snakemake.input.prompts, reward, p
              # what else changes the result: a rerun with other settings must not resume these checkpoints
              settings={"reward": snakemake.params.reward, "model": snakemake.config["model"],
                        "prompts": snakemake.config["prompts"]})
-plot_rl_curves(metrics, snakemake.output.curves, title=f"PPO against reward {reward.name!r}")
+plot_rl_curves(metrics, snakemake.output.curves, title=f"{ppo.algorithm.upper()} against reward {reward.name!r}")

@@ -1,5 +1,6 @@
 """RLHF with per-token rewards: a shared trainer (``trainer``, ``rollout``) and the algorithms that
-plug into it (``algorithm``: the interface and registry; ``ppo``), settings and presets
+plug into it (``algorithm``: the interface and registry; ``ppo``; the group methods ``grpo`` and
+``rloo`` on ``group_method``, with their statistics in ``groups``), settings and presets
 (``config``), training run with checkpoint/resume (``train``) and held-out evaluation (``evaluate``).
 
 ``rl.algorithm`` in config.yaml picks a registered algorithm. A new one is its own module and one
@@ -7,11 +8,15 @@ plug into it (``algorithm``: the interface and registry; ``ppo``), settings and 
 Importing this package loads no torch; import the submodules for the engine.
 """
 
-from .algorithm import Algorithm, algorithm_names, get_algorithm, register_algorithm
+from .algorithm import Algorithm, algorithm_names, algorithm_settings, get_algorithm, register_algorithm
 from .config import PRESETS, EvalConfig, PPOConfig, ppo_config
+from .grpo import GRPO
 from .ppo import PPO
+from .rloo import RLOO
 
 register_algorithm("ppo", PPO)
+register_algorithm("grpo", GRPO)
+register_algorithm("rloo", RLOO)
 
-__all__ = ["PRESETS", "Algorithm", "EvalConfig", "PPOConfig", "algorithm_names", "get_algorithm", "ppo_config",
+__all__ = ["PRESETS", "Algorithm", "EvalConfig", "algorithm_settings", "PPOConfig", "algorithm_names", "get_algorithm", "ppo_config",
            "register_algorithm"]

@@ -1,4 +1,4 @@
-"""Generalised advantage estimation, masked statistics and the adaptive KL controller.
+"""Generalised advantage estimation, masked statistics, the k3 KL estimate and the adaptive KL controller.
 
 Written here rather than taken from a library: TRL dropped PPO, and these are a few lines each
 whose exact conventions (masking of padded response tokens, KL measured per sequence) the tests pin.
@@ -29,6 +29,16 @@ def masked_var(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 def masked_whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """(x - mean) / std over masked entries; padding entries become 0."""
     return (x - masked_mean(x, mask)) * torch.rsqrt(masked_var(x, mask) + eps) * mask
+
+
+def k3_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
+    """Per-token k3 estimate of KL(pi || pi_ref) (Schulman 2020), the estimator GRPO puts in its loss.
+
+    With log-ratio d = ref_logp - logp of a token sampled from pi: k3 = exp(d) - d - 1 >= 0, whose
+    expectation under pi is the exact KL (E[exp(d)] = 1). Differentiable in ``logp``; same shape.
+    """
+    d = ref_logp - logp
+    return torch.exp(d) - d - 1
 
 
 def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float):

@@ -13,21 +13,25 @@ epochs and minibatches, the optimiser with gradient clipping, and checkpoint sta
   (for the logs) and the returns a value loss regresses on (None without a value head);
 - ``loss(logp, values, old, config)``: one minibatch's loss from the policy's fresh log-probs
   (and values) and the rollout's tensors of the same rows, plus named scalar statistics;
-- ``problems(config, prefix)``: relations between settings the algorithm needs.
+- ``problems(config, prefix)``: relations between settings the algorithm needs;
+- ``unused_settings``: the PPOConfig fields it never reads (left out of the workflow's params and
+  of the checkpoint fingerprint by ``algorithm_settings``, so changing one reruns nothing).
 
 A new algorithm is its own file with an ``Algorithm`` subclass and one ``register_algorithm``
-line in ``rl/__init__.py`` (and its name in the schema's ``rl.algorithm`` enum, which a test
-keeps equal to the registry). How the next two plug in:
+line in ``rl/__init__.py`` (the schema's ``rl.algorithm`` has no enum: config validation asks
+the registry). The two group methods, ``rl.grpo`` and ``rl.rloo``:
 
 - GRPO (Shao et al. 2024): ``needs_value_head = False``; ``samples_per_prompt`` = the group
-  size K (``problems``: batch_size and mini_batch_size divisible by K); ``advantages``: each
-  response's sequence score ``rollout.score.sum(1)`` standardised within its group
-  (``rollout.groups``), put on every token of the response, with no KL in the reward;
-  ``loss``: the clipped policy loss plus beta times the k3 KL estimate against
+  size K (``problems``: K >= 2 and batch_size divisible by K; mini_batch_size need not be, as
+  advantages come from the whole batch before it is shuffled into minibatches); ``advantages``:
+  each response's sequence score ``rollout.score.sum(1)`` standardised within its group
+  (``rollout.groups``), put on every token of the response, with no KL in the reward; ``loss``:
+  the clipped token-level policy loss plus beta times the k3 KL estimate against
   ``old.ref_logp`` (beta from ``old.kl_coef``).
 - RLOO (Ahmadian et al. 2024): no value head, K samples; ``advantages``: sequence reward minus
   ``kl_coef`` times the sequence KL, minus the mean of the other K - 1 in its group, on every
-  token; ``loss``: the clipped policy loss (or plain REINFORCE with ratio 1).
+  token; ``loss``: the clipped loss on the sequence's probability ratio (the response is one
+  action; REINFORCE when the ratio is 1).
 
 This module imports no torch (config validation asks it for ``problems``); neither may an
 algorithm's module at import time: import torch inside the methods.
@@ -37,7 +41,7 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
@@ -57,6 +61,8 @@ class Advantages:
     """The per-token rewards the advantages were estimated from (after any KL penalty); logged."""
     returns: "torch.Tensor | None" = None
     """Targets of a value loss (None for algorithms without a value head)."""
+    stats: dict[str, float] = field(default_factory=dict)
+    """Rollout-level statistics of the algorithm (e.g. group reward spread), logged with the step."""
 
 
 @dataclass
@@ -92,6 +98,8 @@ class Rollout:
     """Filled from ``Algorithm.advantages``."""
     returns: "torch.Tensor | None" = None
     """Filled from ``Algorithm.advantages``."""
+    stats: dict[str, float] | None = None
+    """Filled from ``Algorithm.advantages`` (None in minibatches)."""
 
     @property
     def mask(self) -> "torch.Tensor":
@@ -99,8 +107,8 @@ class Rollout:
         return self.batch.mask
 
     def rows(self, idx: "torch.Tensor") -> "Rollout":
-        """The rollouts ``idx`` (a minibatch), every tensor indexed alike; entropy is left out."""
-        out = {"batch": self.batch.rows(idx), "kl_coef": self.kl_coef, "entropy": None}
+        """The rollouts ``idx`` (a minibatch), every tensor indexed alike; entropy and stats are left out."""
+        out = {"batch": self.batch.rows(idx), "kl_coef": self.kl_coef, "entropy": None, "stats": None}
         for f in dataclasses.fields(self):
             if f.name not in out:
                 value = getattr(self, f.name)
@@ -114,6 +122,8 @@ class Algorithm(ABC):
     name: ClassVar[str] = ""
     needs_value_head: ClassVar[bool] = False
     """True: the trainer adds a value head to the policy, passes its values and trains it with the policy."""
+    unused_settings: ClassVar[tuple[str, ...]] = ()
+    """PPOConfig fields this algorithm never reads (a test checks that changing one changes no step)."""
 
     def samples_per_prompt(self, config: "PPOConfig") -> int:
         """Responses sampled per prompt in one rollout batch (group size); 1 unless the algorithm compares samples."""
@@ -138,6 +148,16 @@ class Algorithm(ABC):
 
 
 _REGISTRY: dict[str, type[Algorithm]] = {}
+
+
+def algorithm_settings(config: "PPOConfig") -> dict[str, Any]:
+    """The fields of ``config`` that can change a run by ``config.algorithm`` (all but its ``unused_settings``).
+
+    The workflow's rl params and the checkpoint fingerprint use this, so a setting that only another
+    algorithm reads (e.g. ``group_size`` under PPO) neither reruns a finished job nor voids a checkpoint.
+    """
+    unused = set(get_algorithm(config.algorithm).unused_settings)
+    return {k: v for k, v in dataclasses.asdict(config).items() if k not in unused}
 
 
 def register_algorithm(name: str, cls: type[Algorithm]) -> None:

@@ -55,6 +55,12 @@ class PPOConfig:
     """Gradient-norm clip per optimiser step."""
     whiten_advantages: bool = True
     """Normalise advantages to mean 0, std 1 over each rollout batch (response tokens only)."""
+    group_size: int = 4
+    """Responses sampled per prompt (K) by the group methods (grpo, rloo): a step draws batch_size / K
+    prompts and samples each K times; batch_size must be a multiple of K, K >= 2. PPO ignores it."""
+    scale_rewards: str = "group"
+    """grpo only: how the group-centred sequence rewards are scaled, as TRL's scale_rewards: group (divided by
+    the group's std: Shao et al. 2024, TRL's default), batch (by the batch's std), none (centred only: Dr. GRPO)."""
     query_min_tokens: int = 6
     """Each prompt is cut to a length drawn uniformly from [query_min_tokens, query_max_tokens] (or its own length if shorter)."""
     query_max_tokens: int = 6

@@ -22,6 +22,7 @@ class PPO(Algorithm):
 
     name = "ppo"
     needs_value_head = True
+    unused_settings = ("group_size", "scale_rewards")
 
     def advantages(self, rollout: Rollout, config) -> Advantages:
         from .advantages import gae, masked_whiten

@@ -12,7 +12,6 @@ import logging
 import os
 import shutil
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ from tqdm import tqdm
 from ..atomic import atomic_dir, write_parquet
 from ..models import load_prepared
 from ..rewards import Reward, last_token_rewards
+from .algorithm import algorithm_settings
 from .checkpoint import fingerprint, latest_checkpoint, save_checkpoint
 from .config import PPOConfig
 from .text import RLInputError, check_context, decode_with_spans, tokenize_prompts, truncate_queries
@@ -79,7 +79,7 @@ class RLRun:
         random.seed(seed)
         self.trainer = RLTrainer(policy, ref, tokenizer, config, device=device)
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
-        self.fp = fingerprint({"ppo": asdict(config), "seed": seed, **(settings or {})})
+        self.fp = fingerprint({"ppo": algorithm_settings(config), "seed": seed, **(settings or {})})
         self.step = 0
         self.rows: list[dict] = []
 
@@ -127,7 +127,9 @@ class RLRun:
         """Run PPO steps up to ``until`` (default config.steps); returns the metrics table so far."""
         until = self.config.steps if until is None else until
         every = self.config.checkpoint_every
-        with tqdm(total=until, initial=self.step, desc="PPO", unit="step", mininterval=5) as bar:
+        log.info("%s: steps %d to %d, batch %d, %d response(s) per prompt", self.config.algorithm.upper(), self.step,
+                 until, self.config.batch_size, self.trainer.samples_per_prompt())
+        with tqdm(total=until, initial=self.step, desc=self.config.algorithm.upper(), unit="step", mininterval=5) as bar:
             while self.step < until:
                 row = self._rollout_step(self.step)
                 self.rows.append(row)
@@ -141,9 +143,12 @@ class RLRun:
         return self.metrics()
 
     def metrics(self) -> pd.DataFrame:
+        """One row per step: the shared columns (NaN where an algorithm has no such value, e.g. value_loss
+        without a value head), then any the algorithm adds (the group methods' group statistics)."""
         cols = ["step", "reward_mean", "reward_std", "kl_mean", "kl_coef", "entropy", "policy_loss", "value_loss",
                 "clip_frac", "value_clip_frac", "approx_kl", "grad_norm", "total_reward_mean", "value_mean",
                 "advantage_abs_mean", "response_tokens", "response_length", "seconds", "generation_seconds"]
+        cols += [k for k in dict.fromkeys(k for row in self.rows for k in row) if k not in cols]
         return pd.DataFrame(self.rows, columns=cols)
 
 

@@ -124,6 +124,7 @@ class RLTrainer:
                               groups=None if groups is None else groups.to(self.device))
             targets = self.algorithm.advantages(rollout, self.config)
         rollout.advantages, rollout.rewards, rollout.returns = targets.advantages, targets.rewards, targets.returns
+        rollout.stats = dict(targets.stats)
         return rollout
 
     def optimise(self, rollout: Rollout) -> dict[str, list[float]]:
@@ -158,7 +159,8 @@ class RLTrainer:
         return out
 
     def step_stats(self, rollout: Rollout, stats: dict[str, list[float]], seq_kl: float) -> dict:
-        """The step's metrics: minibatch statistics averaged, and the rollout's reward, KL, entropy."""
+        """The step's metrics: minibatch statistics averaged, the rollout's reward, KL, entropy, and the
+        algorithm's rollout statistics (``Advantages.stats``)."""
         mask, score = rollout.mask, rollout.score
         B = mask.shape[0]
         out = {k: float(np.mean(v)) for k, v in stats.items()}
@@ -176,6 +178,7 @@ class RLTrainer:
             "advantage_abs_mean": float(masked_mean(rollout.advantages.abs(), mask)),
             "response_tokens": float(mask.sum(1).mean()),
         })
+        out.update(rollout.stats or {})
         return out
 
     # ------------------------------------------------------------------ state
