@@ -33,8 +33,10 @@ class CrosscoderBatchTopKConfig(CrosscoderConfig):
     """Weight of the AuxK loss."""
     dead_after: int = 10_000
     """A latent not kept for this many training tokens counts as dead."""
-    threshold_beta: float = 0.99
-    """Weight of the past in the running mean of the smallest kept score (the inference threshold)."""
+    threshold_beta: float = 0.9
+    """Weight of the past in the running mean of the smallest kept score (the inference threshold); 0.9
+    averages about the last 10 batches, so the threshold does not lag behind a short training run (0.99 left
+    14 active latents per token at k=4 after 96 steps, 0.9 left 4.9)."""
 
 
 class CrosscoderBatchTopK(Crosscoder):

@@ -142,6 +142,7 @@ def spliced_losses(model, module: torch.nn.Module, sae, docs: list[list[int]], e
     try:
         for start in range(0, len(docs), batch_size):
             ids, attn, content = _padded_batch(docs[start:start + batch_size], pad_id, exclude, device, skip_first)
+            mode.update(kind=None)  # the other model may be this one: its recording forward must run clean
             for s in saes.values():  # a crosscoder's splice reads the other model's activations of this batch
                 if hasattr(s, "prepare_batch"):
                     s.prepare_batch(ids, attn, content)
