@@ -20,6 +20,7 @@ include: "rules/common.smk"
 include: "rules/prepare.smk"
 include: "rules/rl.smk"
 include: "rules/interp.smk"
+include: "rules/crosscoder.smk"
 include: "rules/autointerp.smk"
 include: "rules/report.smk"
 

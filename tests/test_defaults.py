@@ -17,6 +17,7 @@ from rlhf_lens.config import validate_config
 from rlhf_lens.data.prompts import PromptsConfig
 from rlhf_lens.features import FeaturesConfig
 from rlhf_lens.rl.config import EvalConfig
+from rlhf_lens.sae.crosscoder_fit import CrosscoderStageConfig
 from rlhf_lens.sae.fit import SAEStageConfig
 
 DEFAULTS = validate_config({})
@@ -26,6 +27,7 @@ MIRRORS = [
     (PromptsConfig, DEFAULTS["prompts"]),
     (ActivationsConfig, DEFAULTS["activations"]),
     (SAEStageConfig, DEFAULTS["sae"]),
+    (CrosscoderStageConfig, DEFAULTS["crosscoder"]),
     (FeaturesConfig, DEFAULTS["features"]),
     (EvalConfig, DEFAULTS["rl"]["eval"]),
     (AutointerpConfig, DEFAULTS["autointerp"]),

@@ -179,3 +179,27 @@ def _spliced(store, layer, manifest, xc, x_train, eval_ids, model_dirs, names, c
                                 [x.mean(0) for x in x_train], exclude=set(tokenizer.all_special_ids),
                                 pad_id=pad_token_id(tokenizer), device=device, max_tokens=cfg.ce_eval_tokens,
                                 skip_first=manifest.get("skip_first_positions", 0))
+
+
+def summarise_crosscoders(folders: dict[int, tuple[str, str]]) -> tuple:
+    """(table, panels) of one reward: ``folders`` maps layer -> (crosscoder folder, null folder).
+
+    The table has one row per (layer, pair) (pair: rlhf or null) with the diff summary's counts and
+    the metrics (EV per model, L0, dead fraction, spliced CE/KL where measured); panels are
+    (title, live dn of the crosscoder, live dn of the null) for ``report.plots.plot_dn_histograms``.
+    """
+    import json
+
+    import pandas as pd
+
+    rows, panels = [], []
+    for layer in sorted(folders):
+        dns = {}
+        for pair, folder in zip(("rlhf", "null"), folders[layer]):
+            metrics = json.loads((Path(folder) / METRICS_FILE).read_text())
+            table = pd.read_parquet(Path(folder) / DIFF_FILE)
+            dns[pair] = table.loc[table["live"], "dn"].to_numpy()
+            flat = {k: v for k, v in metrics.items() if not isinstance(v, (dict, list))}
+            rows.append({"layer": layer, "pair": pair, **flat, **metrics["diff"]})
+        panels.append((f"layer {layer}", dns["rlhf"], dns["null"]))
+    return pd.DataFrame(rows), panels
