@@ -22,11 +22,17 @@ import torch
 from rlhf_lens.sae import SAETrainConfig, train_sae
 
 
-def activations(n: int, d: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def activations(n: int, d: int, seed: int = 0, active: int = 20) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x_base, x_rlhf), each (n, d): sums of ``active`` of 4d unit atoms per token, built in chunks."""
     g = torch.Generator().manual_seed(seed)
     atoms = torch.nn.functional.normalize(torch.randn(4 * d, d, generator=g), dim=1)
-    on = torch.rand(n, 4 * d, generator=g) < 20 / (4 * d)
-    xb = (on * torch.rand(n, 4 * d, generator=g)) @ atoms
+    chunks = []
+    for start in range(0, n, 2000):
+        size = min(2000, n - start)
+        idx = torch.randint(0, 4 * d, (size, active), generator=g)
+        weight = torch.rand(size, active, 1, generator=g)
+        chunks.append((atoms[idx] * weight).sum(1))
+    xb = torch.cat(chunks)
     return xb, xb + 0.1 * torch.randn(n, d, generator=g)
 
 
