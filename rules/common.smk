@@ -255,3 +255,13 @@ def calibration_inputs(wildcards):
             f"{reward}_features": rules.features_summary.output.table.format(run=wildcards.run, reward=reward),
         })
     return inputs
+
+
+def crosscoder_folders(wildcards):
+    """The crosscoder and its null of every selected layer of a reward, keyed real_{layer} and null_{layer}."""
+    folders = {}
+    for layer in selected_layers(wildcards):
+        w = dict(run=wildcards.run, reward=wildcards.reward, layer=layer)
+        folders[f"real_{layer}"] = rules.crosscoder.output.folder.format(**w)
+        folders[f"null_{layer}"] = rules.crosscoder_null.output.folder.format(**w)
+    return folders

@@ -19,6 +19,7 @@ from rlhf_lens.features import FeaturesConfig
 from rlhf_lens.reward_models.sarm import SARMConfig
 from rlhf_lens.reward_models.sarm_analysis import SARMAnalysisConfig
 from rlhf_lens.rl.config import EvalConfig
+from rlhf_lens.sae.crosscoder_fit import CrosscoderStageConfig
 from rlhf_lens.sae.fit import SAEStageConfig
 
 DEFAULTS = validate_config({})
@@ -28,6 +29,7 @@ MIRRORS = [
     (PromptsConfig, DEFAULTS["prompts"]),
     (ActivationsConfig, DEFAULTS["activations"]),
     (SAEStageConfig, DEFAULTS["sae"]),
+    (CrosscoderStageConfig, DEFAULTS["crosscoder"]),
     (FeaturesConfig, DEFAULTS["features"]),
     (EvalConfig, DEFAULTS["rl"]["eval"]),
     (AutointerpConfig, DEFAULTS["autointerp"]),

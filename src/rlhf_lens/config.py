@@ -185,6 +185,7 @@ def _interp_problems(config: dict) -> list[str]:
         elif not path.is_file():
             problems.append(f"key 'activations.corpus' has value {corpus!r}: that file does not exist")
     problems += _sae_kind_problems(config["sae"]["kinds"])
+    problems += _crosscoder_kind_problems(config["crosscoder"]["kind"])
     if config["seed"] in config["sae"]["baseline_seeds"]:
         problems.append(f"key 'sae.baseline_seeds' has value {config['sae']['baseline_seeds']!r}: expected seeds other "
                         f"than the run's seed ({config['seed']}), or the baseline SAE is the same SAE")
@@ -199,6 +200,15 @@ def _sae_kind_problems(kinds: list[str]) -> list[str]:
     known = architectures()
     return [f"key 'sae.kinds' has value {kind!r}: expected one of {', '.join(known)} (the registered SAE architectures)"
             for kind in kinds if kind not in known]
+
+
+def _crosscoder_kind_problems(kind: str) -> list[str]:
+    """``crosscoder.kind`` against the registry's two-model architectures."""
+    from .sae.registry import architectures
+
+    known = architectures(models=2)
+    return [] if kind in known else [f"key 'crosscoder.kind' has value {kind!r}: expected one of {', '.join(known)} "
+                                     "(the registered two-model architectures)"]
 
 
 def _autointerp_problems(config: dict) -> list[str]:
@@ -375,6 +385,13 @@ def sae_config(config: dict):
 
     raw = {k: tuple(v) if isinstance(v, list) else v for k, v in config["sae"].items()}
     return _pick(SAEStageConfig, raw)
+
+
+def crosscoder_config(config: dict):
+    """Typed view of ``crosscoder:`` (rlhf_lens.sae.crosscoder_fit.CrosscoderStageConfig)."""
+    from .sae.crosscoder_fit import CrosscoderStageConfig
+
+    return _pick(CrosscoderStageConfig, config["crosscoder"])
 
 
 def features_config(config: dict):

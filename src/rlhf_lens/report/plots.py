@@ -164,3 +164,27 @@ def plot_calibration(table: pd.DataFrame, path: str | os.PathLike) -> None:
         ax.set(xlabel="held-out reward gain (policy - base)", ylabel="RLHF - base", title=label)
     fig.suptitle("calibration: does the method see a stronger planted reward? (* = effect by the rule)", fontsize=9)
     _save(fig, path, dpi=110)
+
+
+def plot_dn_histograms(panels: list[tuple[str, np.ndarray, np.ndarray]], path: str | os.PathLike) -> None:
+    """One panel per layer: histogram of the live latents' relative decoder norm dn of the (base, rlhf)
+    crosscoder beside its (base, base) null, with the bin edges (0.1, 0.4, 0.6, 0.9) marked.
+
+    ``panels``: (title, dn of the real crosscoder's live latents, dn of the null's live latents).
+    """
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(5 * max(len(panels), 1), 3.2), squeeze=False)
+    bins = np.linspace(0.0, 1.0, 41)
+    for ax, (title, real, null) in zip(axes[0], panels):
+        ax.hist(np.asarray(null, dtype=float), bins=bins, alpha=0.5, color="tab:gray",
+                label=f"(base, base) null, n={len(null)}")
+        ax.hist(np.asarray(real, dtype=float), bins=bins, alpha=0.6, color="tab:red",
+                label=f"(base, RLHF), n={len(real)}")
+        for edge in (0.1, 0.4, 0.6, 0.9):
+            ax.axvline(edge, color="black", lw=0.6, ls=":")
+        ax.set_yscale("log")
+        ax.set_xlabel("relative decoder norm dn (0 base-only, 1 RLHF-only)")
+        ax.set_ylabel("live latents")
+        ax.set_title(title)
+        ax.legend(fontsize=7)
+    _save(fig, path)

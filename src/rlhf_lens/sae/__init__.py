@@ -1,7 +1,10 @@
 """Sparse autoencoders: one file per architecture (``tied_relu``, ``topk``) on a shared base
 (``base``), the registry of architectures (``registry``), training (``train``), SAELens-layout
 files (``io``), metrics (``metrics``) and the stage that fits one SAE on one layer of an
-activation store (``fit``).
+activation store (``fit``). Crosscoders for model diffing are two-model SAEs in the same registry
+(``crosscoder`` + one file per kind: ``crosscoder_l1``, ``crosscoder_batchtopk``), with their metrics
+(``crosscoder_metrics``), the diffing (``diffing``: relative decoder norm, Latent Scaling) and their
+stage (``crosscoder_fit``).
 
 The names below load on first use (PEP 562), so ``rlhf_lens.sae.registry.architectures()`` is
 available to config validation without importing torch.
@@ -18,6 +21,10 @@ _EXPORTS = {
     "get_sae_class": "registry", "register_sae_class": "registry", "register_sae_module": "registry",
     "TiedReLUConfig": "tied_relu", "TiedReLUSAE": "tied_relu", "TopKConfig": "topk", "TopKSAE": "topk",
     "SAETrainConfig": "train", "train_sae": "train",
+    "Crosscoder": "crosscoder", "CrosscoderConfig": "crosscoder", "CrosscoderL1": "crosscoder_l1",
+    "CrosscoderL1Config": "crosscoder_l1", "CrosscoderBatchTopK": "crosscoder_batchtopk",
+    "CrosscoderBatchTopKConfig": "crosscoder_batchtopk", "CrosscoderStageConfig": "crosscoder_fit",
+    "fit_crosscoder": "crosscoder_fit",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -102,13 +102,13 @@ def read_sae_cfg(cfg: dict, cfg_path: Path) -> tuple[str, dict]:
             key, name = "rlhf_lens.kind", ours["kind"]
         else:  # no settings of ours: the architecture whose SAELens name this is
             key = "architecture"
-            matches = [n for n in architectures() if get_sae_class(n)[0].saelens_architecture == cfg.get(key)]
+            matches = [n for n in architectures(None) if get_sae_class(n)[0].saelens_architecture == cfg.get(key)]
             name = matches[0] if len(matches) == 1 else cfg.get(key)
     try:
         get_sae_class(name)
     except UnknownArchitecture:
         raise SAEFormatError(f"{cfg_path}: key {key!r} has value {name!r}: expected one of "
-                             f"{', '.join(architectures())} (the registered SAE architectures)") from None
+                             f"{', '.join(architectures(None))} (the registered SAE architectures)") from None
     return name, settings
 
 
@@ -142,7 +142,7 @@ def load_sae(folder: str | os.PathLike):
         tensors = load_file(str(w_path))
     except Exception as exc:  # safetensors raises its own error types for truncated headers/data
         raise SAEFormatError(f"{w_path}: cannot be read as safetensors ({exc})") from None
-    expected = cls.saelens_shapes(d, m)
+    expected = sae.saelens_shapes(d, m)  # on the instance: a crosscoder's shapes depend on its n_models
     missing = [k for k in expected if k not in tensors]
     if missing:
         raise SAEFormatError(f"{w_path}: missing tensor(s) {', '.join(missing)}; expected {', '.join(expected)}")

@@ -118,7 +118,10 @@ def spliced_losses(model, module: torch.nn.Module, sae, docs: list[list[int]], e
     """CE and KL with the SAE's reconstruction spliced in at ``module``'s output.
 
     ``sae``: one SAE, or a dict name -> SAE of the same site; with a dict the clean and ablated
-    forwards are shared (one extra forward per SAE) and the result is a dict name -> metrics.
+    forwards are shared (one extra forward per SAE) and the result is a dict name -> metrics. Any
+    callable ``h (tokens, d) -> (h_hat, ...)`` serves; one with a ``prepare_batch(ids, attn, content)``
+    method is given each batch first (``crosscoder_metrics.CrosscoderSplice``: the other model's
+    activations of the same tokens).
 
     ``docs``: token id lists (the streams the store recorded). ``exclude``: token ids that are
     not content (special tokens): activations are replaced only at content tokens and only
@@ -139,6 +142,10 @@ def spliced_losses(model, module: torch.nn.Module, sae, docs: list[list[int]], e
     try:
         for start in range(0, len(docs), batch_size):
             ids, attn, content = _padded_batch(docs[start:start + batch_size], pad_id, exclude, device, skip_first)
+            mode.update(kind=None)  # the other model may be this one: its recording forward must run clean
+            for s in saes.values():  # a crosscoder's splice reads the other model's activations of this batch
+                if hasattr(s, "prepare_batch"):
+                    s.prepare_batch(ids, attn, content)
             logp_clean = None
             for run in runs:
                 kind = run[0] if isinstance(run, tuple) else run

@@ -10,6 +10,13 @@ Adding an architecture (e.g. a crosscoder): write ``sae/<name>.py`` with its con
 ``register_sae_module`` line below. Nothing else changes: training, saving, loading, metrics and
 config validation (``sae.kinds`` is checked against ``architectures()``, which imports no torch) go
 through the registry and the ``SAE`` interface.
+
+Two-model dictionaries (crosscoders, ``crosscoder.py``) are SAEs over the concatenation of several
+models' activations of one token, so they use the same interface, files and training loop; they
+register with ``models=2`` (``register_sae_module(name, module, models=2)``, or the class's
+``n_models``). ``architectures()`` lists the one-model architectures (what ``sae.kinds`` accepts: a
+crosscoder cannot be trained on one role's store), ``architectures(models=2)`` the crosscoders,
+``architectures(models=None)`` every one.
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ if TYPE_CHECKING:
 # name -> (module class, config class), or name -> "module" for built-ins imported on first use:
 # the names are then known without importing torch, so config validation can check sae.kinds fast.
 _REGISTRY: dict[str, tuple[type[SAE], type[ArchitectureConfig]] | str] = {}
+# name -> how many models' activations it reads per token (1: an SAE; 2: a crosscoder), known without torch.
+_MODELS: dict[str, int] = {}
 
 
 class UnknownArchitecture(ValueError):
@@ -37,12 +46,15 @@ def register_sae_class(name: str, cls: type[SAE], cfg_cls: type[ArchitectureConf
     if name in _REGISTRY and get_sae_class(name) != (cls, cfg_cls):
         raise ValueError(f"SAE architecture {name!r} is already registered to {_REGISTRY[name][0].__name__}")
     _REGISTRY[name] = (cls, cfg_cls)
+    _MODELS[name] = int(getattr(cls, "n_models", 1))
 
 
-def register_sae_module(name: str, module: str) -> None:
+def register_sae_module(name: str, module: str, models: int = 1) -> None:
     """Register the architecture ``name`` defined in ``rlhf_lens.sae.<module>``, imported on first use;
-    the module names its classes ``SAE_CLASS`` and ``CONFIG_CLASS``."""
+    the module names its classes ``SAE_CLASS`` and ``CONFIG_CLASS``. ``models``: how many models'
+    activations it reads per token (2 for a crosscoder)."""
     _REGISTRY.setdefault(name, module)
+    _MODELS.setdefault(name, models)
 
 
 def get_sae_class(name: str) -> tuple[type[SAE], type[ArchitectureConfig]]:
@@ -62,9 +74,10 @@ def get_sae_class(name: str) -> tuple[type[SAE], type[ArchitectureConfig]]:
     return entry
 
 
-def architectures() -> tuple[str, ...]:
-    """Every registered architecture's name, in registration order."""
-    return tuple(_REGISTRY)
+def architectures(models: int | None = 1) -> tuple[str, ...]:
+    """The registered architectures' names that read ``models`` models per token (1: the SAEs,
+    2: the crosscoders; None: every one), in registration order."""
+    return tuple(n for n in _REGISTRY if models is None or _MODELS.get(n, 1) == models)
 
 
 def build_sae(kind: str, d: int, m: int, **settings: Any) -> SAE:
@@ -79,6 +92,8 @@ def build_sae(kind: str, d: int, m: int, **settings: Any) -> SAE:
 
 register_sae_module("relu", "tied_relu")
 register_sae_module("topk", "topk")
+register_sae_module("crosscoder_batchtopk", "crosscoder_batchtopk", models=2)
+register_sae_module("crosscoder_l1", "crosscoder_l1", models=2)
 
 KINDS = architectures()
 """The built-in architectures (the values ``sae.kinds`` accepts in config.yaml)."""
