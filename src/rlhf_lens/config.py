@@ -246,6 +246,67 @@ def _reward_name_problems(config: dict) -> list[str]:
             for key, name in named if name not in config["rewards"]]
 
 
+def preferences_enabled(config: dict) -> bool:
+    """Whether the run builds preference pairs (an overseer is named, or the pairs come from a file)."""
+    prefs = config["preferences"]
+    return prefs["overseer"] is not None or prefs["source"] != "sample"
+
+
+def built_reward_models(config: dict) -> set[str]:
+    """Names of the reward-model folders this run builds (results/{run}/reward_models/{rm})."""
+    # A new reward model (e.g. SARM) adds its name here when its section is configured.
+    return {"plain"} if preferences_enabled(config) else set()
+
+
+def _built_paths(config: dict) -> dict[str, str]:
+    """reward name -> path, for every reward_model reward whose path is a folder the workflow builds."""
+    from .rewards.reward_model import BUILT_PATH
+
+    return {name: r["path"] for name, r in config["rewards"].items()
+            if r.get("type") == "reward_model" and BUILT_PATH.match(str(r.get("path", "")))
+            and not Path(r["path"]).exists()}
+
+
+def _learned_reward_problems(config: dict) -> list[str]:
+    """Preferences, gold and learned reward models: names that must exist, sources that must be usable."""
+    from .preferences.table import PreferenceError, read_external, source_kind
+    from .rewards.reward_model import BUILT_PATH
+
+    problems, rewards, prefs = [], config["rewards"], config["preferences"]
+    names = ", ".join(sorted(rewards))
+    for key, name in (("preferences.overseer", prefs["overseer"]), ("rl.gold", config["rl"]["gold"])):
+        if name is not None and name not in rewards:
+            problems.append(f"key {key!r} names reward {name!r}, which is not configured: expected one of {names}")
+    built = _built_paths(config)
+    for entry in prefs["sample_from"]:
+        if entry != "base" and entry not in rewards:
+            problems.append(f"key 'preferences.sample_from' names {entry!r}: expected base or one of the rewards "
+                            f"({names})")
+        elif entry in built:
+            problems.append(f"key 'preferences.sample_from' names {entry!r}, a reward model trained on these "
+                            "preferences: its policy cannot sample them (a cycle)")
+    kind = source_kind(prefs["source"])
+    if kind == "sample" and prefs["overseer"] is None and built:
+        first = sorted(built)[0]
+        problems.append(f"key 'rewards.{first}.path' names {built[first]!r}, a reward model this run would train, "
+                        "but preferences.overseer is not set: expected a reward name there (or preferences.source "
+                        "a preference file)")
+    elif kind == "file":
+        try:
+            read_external(prefs["source"])
+        except PreferenceError as exc:
+            problems.append(str(exc))
+    for name, path in built.items():
+        m = BUILT_PATH.match(path)
+        if m["run"] != config["run"] or m["rm"] not in built_reward_models(config):
+            problems.append(f"key 'rewards.{name}.path' has value {path!r}: that folder does not exist and this run "
+                            f"does not build it: expected an existing reward-model folder or one of "
+                            + (", ".join(f"results/{config['run']}/reward_models/{rm}"
+                                         for rm in sorted(built_reward_models(config))) or
+                               "results/{run}/reward_models/plain (with preferences.overseer set)"))
+    return problems
+
+
 def _semantic_problems(config: dict) -> list[str]:
     problems = []
     try:
@@ -256,6 +317,7 @@ def _semantic_problems(config: dict) -> list[str]:
     problems += _reward_problems(config["rewards"])
     problems += _interp_problems(config)
     problems += _reward_name_problems(config)
+    problems += _learned_reward_problems(config)
     problems += _rl_problems(config["rl"])
     problems += _autointerp_problems(config)
     return problems
@@ -356,3 +418,18 @@ def autointerp_settings(config: dict):
     ai = dict(config["autointerp"])
     ai["kind"] = ai["kind"] or config["sae"]["kinds"][0]
     return _pick(AutointerpConfig, ai), _pick(ExampleConfig, ai["examples"]), _pick(SimulationConfig, ai)
+
+
+def preferences_config(config: dict):
+    """Typed view of ``preferences:`` (rlhf_lens.preferences.sample.PreferencesConfig); lists become tuples."""
+    from .preferences.sample import PreferencesConfig
+
+    raw = {k: tuple(v) if isinstance(v, list) else v for k, v in config["preferences"].items()}
+    return _pick(PreferencesConfig, raw)
+
+
+def plain_rm_config(config: dict):
+    """Typed view of ``plain_rm:`` (rlhf_lens.reward_models.plain.PlainRMConfig)."""
+    from .reward_models.plain import PlainRMConfig
+
+    return _pick(PlainRMConfig, config["plain_rm"])
