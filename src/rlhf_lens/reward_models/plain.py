@@ -124,12 +124,13 @@ def build_reward_model(base_dir: str | os.PathLike, seed: int, device: str = "cp
 
 def train_plain_rm(base_dir: str | os.PathLike, train_path: str | os.PathLike, cfg: PlainRMConfig, *,
                    out_dir: str | os.PathLike, checkpoint_dir: str | os.PathLike, heldout_path=None, seed: int = 0,
-                   device: str = "cpu", settings: dict | None = None) -> dict:
+                   device: str = "cpu", settings: dict | None = None, callbacks: list | None = None) -> dict:
     """Train on ``train_path``'s pairs; write the HF folder ``out_dir`` (+ ``accuracy.json`` and
     ``pair_scores.parquet`` on ``heldout_path``'s pairs, + ``training.json``); return the accuracy summary.
 
     ``settings`` (what else changes the model: the preference set, the base model) joins the
     checkpoint fingerprint, so a rerun with other settings starts fresh instead of resuming.
+    ``callbacks``: transformers ``TrainerCallback`` objects passed to the trainer.
     """
     from datasets import Dataset
     from trl import RewardConfig, RewardTrainer
@@ -153,7 +154,8 @@ def train_plain_rm(base_dir: str | os.PathLike, train_path: str | os.PathLike, c
         logging_steps=max(1, every // 5) if every else 10, disable_tqdm=True, dataloader_num_workers=0,
         push_to_hub=False,
     )
-    trainer = RewardTrainer(model=model, args=args, train_dataset=ds, processing_class=tokenizer)
+    trainer = RewardTrainer(model=model, args=args, train_dataset=ds, processing_class=tokenizer,
+                            callbacks=callbacks)
     dropped = len(ds) - len(trainer.train_dataset)
     if dropped:
         log.warning("%d of %d train pairs are longer than plain_rm.max_length (%d tokens) and were dropped by "
