@@ -16,6 +16,8 @@ from rlhf_lens.autointerp.stage import AutointerpConfig
 from rlhf_lens.config import validate_config
 from rlhf_lens.data.prompts import PromptsConfig
 from rlhf_lens.features import FeaturesConfig
+from rlhf_lens.preferences.sample import PreferencesConfig
+from rlhf_lens.reward_models.plain import PlainRMConfig
 from rlhf_lens.rl.config import EvalConfig
 from rlhf_lens.sae.fit import SAEStageConfig
 
@@ -31,6 +33,8 @@ MIRRORS = [
     (AutointerpConfig, DEFAULTS["autointerp"]),
     (ExampleConfig, DEFAULTS["autointerp"]["examples"]),
     (SimulationConfig, DEFAULTS["autointerp"]),
+    (PreferencesConfig, DEFAULTS["preferences"]),
+    (PlainRMConfig, DEFAULTS["plain_rm"]),
 ]
 
 

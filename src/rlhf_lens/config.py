@@ -259,11 +259,26 @@ def built_reward_models(config: dict) -> set[str]:
 
 
 def _built_paths(config: dict) -> dict[str, str]:
-    """reward name -> path, for every reward_model reward whose path is a folder the workflow builds."""
+    """reward name -> path, for every reward_model reward whose path is a folder this run builds (whether or
+    not it exists yet: it is an input of the rules that read the reward, so they wait for it)."""
     from .rewards.reward_model import BUILT_PATH
 
+    built = built_reward_models(config)
+    out = {}
+    for name, r in config["rewards"].items():
+        m = BUILT_PATH.match(str(r.get("path", ""))) if r.get("type") == "reward_model" else None
+        if m and m["run"] == config["run"] and m["rm"] in built:
+            out[name] = r["path"]
+    return out
+
+
+def _unbuilt_paths(config: dict) -> dict[str, str]:
+    """reward name -> path, for reward_model paths shaped like a built folder that neither exist nor are built here."""
+    from .rewards.reward_model import BUILT_PATH
+
+    built = _built_paths(config)
     return {name: r["path"] for name, r in config["rewards"].items()
-            if r.get("type") == "reward_model" and BUILT_PATH.match(str(r.get("path", "")))
+            if r.get("type") == "reward_model" and name not in built and BUILT_PATH.match(str(r.get("path", "")))
             and not Path(r["path"]).exists()}
 
 
@@ -285,25 +300,23 @@ def _learned_reward_problems(config: dict) -> list[str]:
         elif entry in built:
             problems.append(f"key 'preferences.sample_from' names {entry!r}, a reward model trained on these "
                             "preferences: its policy cannot sample them (a cycle)")
-    kind = source_kind(prefs["source"])
-    if kind == "sample" and prefs["overseer"] is None and built:
-        first = sorted(built)[0]
-        problems.append(f"key 'rewards.{first}.path' names {built[first]!r}, a reward model this run would train, "
-                        "but preferences.overseer is not set: expected a reward name there (or preferences.source "
-                        "a preference file)")
-    elif kind == "file":
+    if source_kind(prefs["source"]) == "file":
         try:
             read_external(prefs["source"])
         except PreferenceError as exc:
             problems.append(str(exc))
-    for name, path in built.items():
+    for name, path in _unbuilt_paths(config).items():
         m = BUILT_PATH.match(path)
-        if m["run"] != config["run"] or m["rm"] not in built_reward_models(config):
-            problems.append(f"key 'rewards.{name}.path' has value {path!r}: that folder does not exist and this run "
-                            f"does not build it: expected an existing reward-model folder or one of "
-                            + (", ".join(f"results/{config['run']}/reward_models/{rm}"
-                                         for rm in sorted(built_reward_models(config))) or
-                               "results/{run}/reward_models/plain (with preferences.overseer set)"))
+        if m["run"] == config["run"] and m["rm"] == "plain":
+            problems.append(f"key 'rewards.{name}.path' names {path!r}, the plain reward model of this run, but "
+                            "preferences.overseer is not set: expected a reward name there (or preferences.source "
+                            "a preference file) so the run trains it")
+            continue
+        problems.append(f"key 'rewards.{name}.path' has value {path!r}: that folder does not exist and this run "
+                        f"does not build it: expected an existing reward-model folder or one of "
+                        + (", ".join(f"results/{config['run']}/reward_models/{rm}"
+                                     for rm in sorted(built_reward_models(config))) or
+                           "results/{run}/reward_models/plain (with preferences.overseer set)"))
     return problems
 
 
