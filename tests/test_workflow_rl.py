@@ -37,7 +37,10 @@ def test_rl_artifacts(rl_run):
     table = pd.read_parquet(out / "eval.parquet")
     assert {"prompt", "model", "sample", "response", "reward"} <= set(table.columns)
     assert sorted(table["model"].unique()) == ["base", "policy"] and len(table) == 2 * 3 * 2
+    # no rl.gold: the outputs carry no gold columns or keys (as before gold existed)
+    assert "gold" not in table.columns and "gold_reward_mean" not in metrics.columns
     summary = json.loads((out / "eval_summary.json").read_text())
+    assert not any(k.startswith("gold") for k in summary)
     lo, hi = summary["reward_difference_ci95"]
     assert lo <= summary["reward_difference"] <= hi
     assert summary["reward_difference"] == pytest.approx(summary["reward_policy_mean"] - summary["reward_base_mean"])
