@@ -15,7 +15,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 try:
-    from rlhf_lens.config import ConfigError, rl_settings, rule_resources, validate_config
+    from rlhf_lens.config import (ConfigError, _built_paths, plain_rm_config, preferences_config,
+                                  preferences_enabled, rl_settings, rule_resources, validate_config)
     from rlhf_lens.rl.algorithm import algorithm_settings
 except ImportError as _err:  # the package is installed (editable) by `make setup` and by envs/rlhf_lens.yaml
     print(f"rlhf-lens: cannot import the rlhf_lens package with {sys.executable} ({_err}); "
@@ -48,6 +49,10 @@ REWARDS = list(config["rewards"])
 SPLITS = ["train", "eval"]
 ROLES = ["base", "rlhf"]
 EVAL_SETTINGS = rl_settings(config)[1]
+GOLD = config["rl"]["gold"]
+# The preference set: results/{run}/preferences/{overseer}/ (the overseer's name, or "external").
+PREFERENCES = preferences_config(config)
+PREFERENCE_SET = PREFERENCES.set_name()
 
 # Each stage's rules file appends the artifacts `rule all` builds by default.
 ALL_TARGETS = []
@@ -71,6 +76,8 @@ NOT_RESULT_KEYS = {
     "rl.ppo": ("checkpoint_every", "keep_checkpoints"),
     # texts per forward pass of SARM's truncated LM (right padding under an attention mask)
     "sarm": ("forward_batch_size",),
+    # the plain reward model: how often it checkpoints, texts per scoring forward pass
+    "plain_rm": ("checkpoint_every", "score_batch_size"),
 }
 
 
@@ -265,3 +272,51 @@ def crosscoder_folders(wildcards):
         folders[f"real_{layer}"] = rules.crosscoder.output.folder.format(**w)
         folders[f"null_{layer}"] = rules.crosscoder_null.output.folder.format(**w)
     return folders
+
+
+# --------------------------------------------------------------------------- learned reward models
+
+
+def learned_reward_inputs(*names):
+    """The reward-model folders this run builds that the rewards ``names`` read (reward_model type), so a
+    policy trained against a learned reward waits for it; empty for every other reward."""
+    built = _built_paths(config)
+    return [built[n] for n in names if n in built]
+
+
+def rl_reward_inputs(wildcards):
+    """Learned reward models read by rule rl / rl_eval: the trained reward's and the gold reward's."""
+    return learned_reward_inputs(wildcards.reward, *([GOLD] if GOLD else []))
+
+
+def gold_spec():
+    """The gold reward's config entry (rl.gold), or None: a rule param, so naming another gold reruns."""
+    return config["rewards"][GOLD] if GOLD else None
+
+
+def preference_models(wildcards):
+    """Models that sample the preference pairs: base -> the prepared model, a reward -> its policy."""
+    return {name: model_dir() if name == "base" else rules.rl.output.policy.format(run=wildcards.run, reward=name)
+            for name in PREFERENCES.sample_from}
+
+
+def preference_inputs(wildcards):
+    """Inputs of rule preferences: sampling models and train prompts, or the external file; the overseer's RM."""
+    from rlhf_lens.preferences.table import source_kind
+
+    kind = source_kind(PREFERENCES.source)
+    inputs = {}
+    if kind == "sample":
+        inputs.update({f"model_{k}": v for k, v in preference_models(wildcards).items()})
+        inputs["prompts"] = rules.prompts.output.train.format(run=wildcards.run)
+    elif kind == "file":
+        inputs["source"] = PREFERENCES.source
+    if PREFERENCES.overseer:
+        inputs["overseer_rm"] = learned_reward_inputs(PREFERENCES.overseer)
+    return inputs
+
+
+def preference_files(wildcards):
+    """The train and held-out pairs of the run's preference set."""
+    return {split: getattr(rules.preferences.output, split).format(run=wildcards.run, overseer=PREFERENCE_SET)
+            for split in ("train", "heldout")}

@@ -8,6 +8,7 @@ rule rl:
     input:
         model=model_dir(),
         prompts=rules.prompts.output.train,
+        learned=rl_reward_inputs,
     output:
         policy=directory("results/{run}/rl/{reward}/policy"),
         metrics="results/{run}/rl/{reward}/metrics.parquet",
@@ -15,6 +16,7 @@ rule rl:
     params:
         reward=lambda wildcards: config["rewards"][wildcards.reward],
         ppo=lambda wildcards: ppo_params(wildcards.reward),
+        gold=gold_spec(),
         seed=config["seed"],
         checkpoints=lambda wildcards: f"results/{wildcards.run}/rl/{wildcards.reward}/checkpoints",
     log:
@@ -34,6 +36,7 @@ rule rl_eval:
         base=model_dir(),
         policy=rules.rl.output.policy,
         prompts=rules.prompts.output.eval,
+        learned=rl_reward_inputs,
     output:
         table="results/{run}/rl/{reward}/eval.parquet",
         summary="results/{run}/rl/{reward}/eval_summary.json",
@@ -42,6 +45,7 @@ rule rl_eval:
         ppo=lambda wildcards: ppo_params(wildcards.reward),
         # all of rl.eval: its batch_size changes the samples (torch's RNG draws per batch of responses)
         eval=asdict(EVAL_SETTINGS),
+        gold=gold_spec(),
         seed=config["seed"],
     log:
         "logs/{run}/rl_eval/{reward}.log",
@@ -57,3 +61,27 @@ rule rl_eval:
 ALL_TARGETS += expand(
     [rules.rl.output.metrics, rules.rl.output.curves, *rules.rl_eval.output], run=RUN, reward=REWARDS
 )
+
+
+rule gold_vs_proxy:
+    """Gold (rl.gold, the overseer) and proxy (the trained reward) against KL per step, with the held-out values."""
+    input:
+        metrics=rules.rl.output.metrics,
+        summary=rules.rl_eval.output.summary,
+    output:
+        figure=report("results/{run}/rl/{reward}/gold_vs_proxy.png", category="RL", subcategory="{reward}",
+                      labels={"reward": "{reward}", "what": "gold vs proxy reward against KL"}),
+    log:
+        "logs/{run}/gold_vs_proxy/{reward}.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/rlhf_lens.yaml"
+    script:
+        "../workflow_scripts/gold_vs_proxy.py"
+
+
+if GOLD:
+    ALL_TARGETS += expand(rules.gold_vs_proxy.output.figure, run=RUN, reward=REWARDS)

@@ -18,6 +18,8 @@ from rlhf_lens.data.prompts import PromptsConfig
 from rlhf_lens.features import FeaturesConfig
 from rlhf_lens.reward_models.sarm import SARMConfig
 from rlhf_lens.reward_models.sarm_analysis import SARMAnalysisConfig
+from rlhf_lens.preferences.sample import PreferencesConfig
+from rlhf_lens.reward_models.plain import PlainRMConfig
 from rlhf_lens.rl.config import EvalConfig
 from rlhf_lens.sae.crosscoder_fit import CrosscoderStageConfig
 from rlhf_lens.sae.fit import SAEStageConfig
@@ -37,6 +39,8 @@ MIRRORS = [
     (SimulationConfig, DEFAULTS["autointerp"]),
     (SARMConfig, DEFAULTS["sarm"]),
     (SARMAnalysisConfig, DEFAULTS["sarm"]["analysis"]),
+    (PreferencesConfig, DEFAULTS["preferences"]),
+    (PlainRMConfig, DEFAULTS["plain_rm"]),
 ]
 
 

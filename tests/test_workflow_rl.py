@@ -47,6 +47,9 @@ def test_rl_artifacts(rl_run):
     summary = json.loads((out / "eval_summary.json").read_text())
     means = table.groupby("model")["reward"].mean()
     assert summary["reward_difference"] == pytest.approx(means["policy"] - means["base"], abs=1e-9)
+    # no rl.gold: the outputs carry no gold columns or keys (as before gold existed)
+    assert "gold" not in table.columns and "gold_reward_mean" not in metrics.columns
+    assert not any(k.startswith("gold") for k in summary)
     lo, hi = summary["reward_difference_ci95"]
     assert lo <= summary["reward_difference"] <= hi
     assert (out / "checkpoints/step_000001/state.pt").is_file()

@@ -1,6 +1,7 @@
 """Rule rl: prepared model + train prompts -> results/{run}/rl/{reward}/{policy/,metrics.parquet,curves.png}."""
 
 import dataclasses
+from pathlib import Path
 
 from rlhf_lens.config import rl_settings
 from rlhf_lens.jobs import start_job
@@ -12,13 +13,23 @@ device = start_job(snakemake.log[0], snakemake.threads, snakemake.config["device
 name = snakemake.wildcards.reward
 reward = build_reward(name, {name: snakemake.params.reward}, device=device,
                       trust_remote_code=snakemake.config["model"]["trust_remote_code"])
+# rl.gold: the overseer, scored on every step's rollouts for the logs (not trained on)
+gold_name = snakemake.config["rl"]["gold"]
+gold = None if gold_name is None else build_reward(
+    gold_name, {gold_name: snakemake.params.gold}, device=device,
+    trust_remote_code=snakemake.config["model"]["trust_remote_code"])
 # params: the PPO settings that change the policy; the checkpoint settings come from the config.
 ppo = dataclasses.replace(rl_settings(snakemake.config, name)[0], **snakemake.params.ppo)
+# what else changes the result: a rerun with other settings must not resume these checkpoints
+settings = {"reward": snakemake.params.reward, "model": snakemake.config["model"],
+            "prompts": snakemake.config["prompts"]}
+if gold is not None:
+    settings["gold"] = snakemake.params.gold
+if snakemake.input.learned:  # a retrained reward model (same path, new weights) must not resume the old run
+    settings["learned"] = {str(f): sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns)
+                                          for p in Path(f).glob("*.safetensors")) for f in snakemake.input.learned}
 metrics = train_policy(snakemake.input.model, snakemake.input.prompts, reward, ppo,
-             out_policy=snakemake.output.policy, out_metrics=snakemake.output.metrics,
-             checkpoint_dir=snakemake.params.checkpoints,
-             seed=snakemake.params.seed, device=device,
-             # what else changes the result: a rerun with other settings must not resume these checkpoints
-             settings={"reward": snakemake.params.reward, "model": snakemake.config["model"],
-                       "prompts": snakemake.config["prompts"]})
+                       out_policy=snakemake.output.policy, out_metrics=snakemake.output.metrics,
+                       checkpoint_dir=snakemake.params.checkpoints, seed=snakemake.params.seed, device=device,
+                       gold=gold, settings=settings)
 plot_rl_curves(metrics, snakemake.output.curves, title=f"{ppo.algorithm.upper()} against reward {reward.name!r}")

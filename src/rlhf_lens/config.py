@@ -292,6 +292,80 @@ def _sarm_problems(config: dict) -> list[str]:
     return problems
 
 
+def preferences_enabled(config: dict) -> bool:
+    """Whether the run builds preference pairs (an overseer is named, or the pairs come from a file)."""
+    prefs = config["preferences"]
+    return prefs["overseer"] is not None or prefs["source"] != "sample"
+
+
+def built_reward_models(config: dict) -> set[str]:
+    """Names of the reward-model folders this run builds (results/{run}/reward_models/{rm})."""
+    # A new reward model (e.g. SARM) adds its name here when its section is configured.
+    return {"plain"} if preferences_enabled(config) else set()
+
+
+def _built_paths(config: dict) -> dict[str, str]:
+    """reward name -> path, for every reward_model reward whose path is a folder this run builds (whether or
+    not it exists yet: it is an input of the rules that read the reward, so they wait for it)."""
+    from .rewards.reward_model import BUILT_PATH
+
+    built = built_reward_models(config)
+    out = {}
+    for name, r in config["rewards"].items():
+        m = BUILT_PATH.match(str(r.get("path", ""))) if r.get("type") == "reward_model" else None
+        if m and m["run"] == config["run"] and m["rm"] in built:
+            out[name] = r["path"]
+    return out
+
+
+def _unbuilt_paths(config: dict) -> dict[str, str]:
+    """reward name -> path, for reward_model paths shaped like a built folder that neither exist nor are built here."""
+    from .rewards.reward_model import BUILT_PATH
+
+    built = _built_paths(config)
+    return {name: r["path"] for name, r in config["rewards"].items()
+            if r.get("type") == "reward_model" and name not in built and BUILT_PATH.match(str(r.get("path", "")))
+            and not Path(r["path"]).exists()}
+
+
+def _learned_reward_problems(config: dict) -> list[str]:
+    """Preferences, gold and learned reward models: names that must exist, sources that must be usable."""
+    from .preferences.table import PreferenceError, read_external, source_kind
+    from .rewards.reward_model import BUILT_PATH
+
+    problems, rewards, prefs = [], config["rewards"], config["preferences"]
+    names = ", ".join(sorted(rewards))
+    for key, name in (("preferences.overseer", prefs["overseer"]), ("rl.gold", config["rl"]["gold"])):
+        if name is not None and name not in rewards:
+            problems.append(f"key {key!r} names reward {name!r}, which is not configured: expected one of {names}")
+    built = _built_paths(config)
+    for entry in prefs["sample_from"]:
+        if entry != "base" and entry not in rewards:
+            problems.append(f"key 'preferences.sample_from' names {entry!r}: expected base or one of the rewards "
+                            f"({names})")
+        elif entry in built:
+            problems.append(f"key 'preferences.sample_from' names {entry!r}, a reward model trained on these "
+                            "preferences: its policy cannot sample them (a cycle)")
+    if source_kind(prefs["source"]) == "file":
+        try:
+            read_external(prefs["source"])
+        except PreferenceError as exc:
+            problems.append(str(exc))
+    for name, path in _unbuilt_paths(config).items():
+        m = BUILT_PATH.match(path)
+        if m["run"] == config["run"] and m["rm"] == "plain":
+            problems.append(f"key 'rewards.{name}.path' names {path!r}, the plain reward model of this run, but "
+                            "preferences.overseer is not set: expected a reward name there (or preferences.source "
+                            "a preference file) so the run trains it")
+            continue
+        problems.append(f"key 'rewards.{name}.path' has value {path!r}: that folder does not exist and this run "
+                        f"does not build it: expected an existing reward-model folder or one of "
+                        + (", ".join(f"results/{config['run']}/reward_models/{rm}"
+                                     for rm in sorted(built_reward_models(config))) or
+                           "results/{run}/reward_models/plain (with preferences.overseer set)"))
+    return problems
+
+
 def _semantic_problems(config: dict) -> list[str]:
     problems = []
     try:
@@ -302,6 +376,7 @@ def _semantic_problems(config: dict) -> list[str]:
     problems += _reward_problems(config["rewards"])
     problems += _interp_problems(config)
     problems += _reward_name_problems(config)
+    problems += _learned_reward_problems(config)
     problems += _rl_problems(config["rl"])
     problems += _autointerp_problems(config)
     problems += _sarm_problems(config)
@@ -419,3 +494,18 @@ def autointerp_settings(config: dict):
     ai = dict(config["autointerp"])
     ai["kind"] = ai["kind"] or config["sae"]["kinds"][0]
     return _pick(AutointerpConfig, ai), _pick(ExampleConfig, ai["examples"]), _pick(SimulationConfig, ai)
+
+
+def preferences_config(config: dict):
+    """Typed view of ``preferences:`` (rlhf_lens.preferences.sample.PreferencesConfig); lists become tuples."""
+    from .preferences.sample import PreferencesConfig
+
+    raw = {k: tuple(v) if isinstance(v, list) else v for k, v in config["preferences"].items()}
+    return _pick(PreferencesConfig, raw)
+
+
+def plain_rm_config(config: dict):
+    """Typed view of ``plain_rm:`` (rlhf_lens.reward_models.plain.PlainRMConfig)."""
+    from .reward_models.plain import PlainRMConfig
+
+    return _pick(PlainRMConfig, config["plain_rm"])

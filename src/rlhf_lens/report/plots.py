@@ -3,7 +3,8 @@
 Report plots where a picture reads faster than a table (``plot_mmcs_vs_baseline``, ``plot_utilities``)
 and the stages' own figures, drawn by their rule scripts from what the stage returned or wrote:
 the divergence bar plot (``plot_divergence``), the max-cosine histograms of the features stage
-(``plot_max_cosine_histograms``) and the PPO curves (``plot_rl_curves``). Stages never draw: the
+(``plot_max_cosine_histograms``), the PPO curves (``plot_rl_curves``) and gold vs proxy reward
+against KL for policies trained on a learned reward (``plot_gold_vs_proxy``). Stages never draw: the
 report is the higher layer.
 """
 
@@ -78,6 +79,40 @@ def plot_rl_curves(metrics: pd.DataFrame, path: str | os.PathLike, title: str = 
     ax2b = ax2.twinx()
     ax2b.plot(metrics["step"], metrics["kl_coef"], color="grey", ls="--", label="KL coef")
     ax2b.set_ylabel("KL coefficient")
+    if title:
+        fig.suptitle(title)
+    _save(fig, path, dpi=100)
+
+
+def plot_gold_vs_proxy(metrics: pd.DataFrame, path: str | os.PathLike, eval_summary: dict | None = None,
+                       title: str = "") -> None:
+    """Gold (the overseer) and proxy (the trained reward) against KL, per RL step: the over-optimisation
+    picture of Gao et al. 2022 (``metrics``: rl/{reward}/metrics.parquet with ``gold_reward_mean``).
+
+    Left: both rewards against the rollouts' KL per sequence (nats), one point per step, joined in step
+    order; right: against the step. ``eval_summary`` (eval_summary.json with gold) adds the held-out
+    base and policy values with their 95% CIs at the held-out KL.
+    """
+    plt = _pyplot()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.6))
+    kl = metrics["kl_mean"].to_numpy(dtype=float)
+    for col, label, color in (("reward_mean", "proxy (trained reward)", "tab:blue"),
+                              ("gold_reward_mean", "gold (overseer)", "tab:orange")):
+        ax1.plot(kl, metrics[col], marker="o", ms=3, lw=1, color=color, label=label)
+        ax2.plot(metrics["step"], metrics[col], lw=1.2, color=color, label=label)
+    if eval_summary and "gold_policy_mean" in eval_summary:
+        s = eval_summary
+        for key, color, label in (("reward", "tab:blue", "held-out proxy"), ("gold", "tab:orange", "held-out gold")):
+            prefix = "reward_" if key == "reward" else "gold_"
+            xs = [0.0, s["kl_mean"]]
+            ys = [s[f"{prefix}base_mean"], s[f"{prefix}policy_mean"]]
+            lo = [s[f"{prefix}base_ci95"][0], s[f"{prefix}policy_ci95"][0]]
+            hi = [s[f"{prefix}base_ci95"][1], s[f"{prefix}policy_ci95"][1]]
+            ax1.errorbar(xs, ys, yerr=_errors(ys, lo, hi), fmt="s", ms=6, mfc="white", color=color, capsize=3,
+                         label=f"{label} (base at KL 0, policy)")
+    ax1.set(xlabel="KL(policy || base) per sequence (nats)", ylabel="mean reward", title="reward vs KL")
+    ax2.set(xlabel="RL step", ylabel="mean reward", title="reward per step")
+    ax1.legend(fontsize=7)
     if title:
         fig.suptitle(title)
     _save(fig, path, dpi=100)

@@ -1,4 +1,4 @@
-"""Rewards that RLHF trains against: a word-utility table and a sequence classifier.
+"""Rewards that RLHF trains against: a word-utility table, a sequence classifier, a learned reward model.
 
 ``build_reward(name, rewards_config)`` builds the reward named in config (``rewards:``); every
 reward scores (prompt, response) pairs with ``score`` -> (B,) and ``token_rewards`` -> (B, T),
@@ -18,10 +18,12 @@ from __future__ import annotations
 from .base import Reward, RewardConfig, RewardError, last_token_rewards
 from .classifier import ClassifierConfig, ClassifierReward
 from .registry import get_reward_class, get_reward_config_class, register_reward, reward_types
+from .reward_model import RewardModelConfig, RewardModelReward
 from .utility_table import UtilityTableConfig, UtilityTableReward
 
 register_reward("utility_table", UtilityTableReward, UtilityTableConfig)
 register_reward("classifier", ClassifierReward, ClassifierConfig)
+register_reward("reward_model", RewardModelReward, RewardModelConfig)
 
 __all__ = ["Reward", "RewardConfig", "RewardError", "build_reward", "get_reward_class", "get_reward_config_class",
            "last_token_rewards", "register_reward", "reward_types"]

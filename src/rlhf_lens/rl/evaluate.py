@@ -5,6 +5,10 @@ of ``response_max_tokens`` tokens from each model, scored by the reward. The KL 
 from the base is estimated on the policy's own samples: mean over them of
 sum_t [log pi_policy(y_t) - log pi_base(y_t)] (nats per response). Confidence intervals
 resample prompts (not samples: samples of one prompt are correlated), 95% percentile bootstrap.
+
+With a gold reward (config ``rl.gold``, the overseer), every sample is also scored by it (column
+``gold``) and the summary reports it as it does the trained (proxy) reward: ``gold_base_mean``,
+``gold_policy_mean``, ``gold_difference`` with their CIs. Without one, table and summary are unchanged.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ log = logging.getLogger(__name__)
 
 @torch.no_grad()
 def sample_and_score(model, scorer_models: dict, tokenizer, reward: Reward, queries, ppo: PPOConfig,
-                     samples: int, batch_size: int, device: str, desc: str) -> pd.DataFrame:
+                     samples: int, batch_size: int, device: str, desc: str, gold: Reward | None = None) -> pd.DataFrame:
     """Sample ``samples`` responses per query from ``model``; score them; log-probs under ``scorer_models``."""
     pad_id = pad_token_id(tokenizer)
     jobs = [(p, s) for p in range(len(queries)) for s in range(samples)]
@@ -47,18 +51,37 @@ def sample_and_score(model, scorer_models: dict, tokenizer, reward: Reward, quer
         prompts = [tokenizer.decode(q, skip_special_tokens=True) for q in qs]
         texts = [decode_with_spans(tokenizer, r)[0] for r in responses]
         scores = reward.score(prompts, texts)
+        golds = gold.score(prompts, texts) if gold is not None else None
         for i, (p, s) in enumerate(chunk):
             row = {"prompt": prompts[i], "prompt_index": p, "sample": s, "response": texts[i],
                    "reward": float(scores[i]), "n_tokens": len(responses[i])}
+            if golds is not None:
+                row["gold"] = float(golds[i])
             row.update({f"logp_{name}": float(v[i]) for name, v in logps.items()})
             rows.append(row)
     return pd.DataFrame(rows)
 
 
+def gold_summary(table: pd.DataFrame, name: str, n_boot: int, seed: int) -> dict:
+    """The gold reward's base and policy means and their difference, each with a bootstrap CI over prompts."""
+    per_prompt = table.pivot_table(index="prompt_index", columns="model", values="gold", aggfunc="mean")
+    out = {"gold": name}
+    for key, values in (("base", per_prompt["base"]), ("policy", per_prompt["policy"]),
+                        ("difference", per_prompt["policy"] - per_prompt["base"])):
+        label = "gold_difference" if key == "difference" else f"gold_{key}_mean"
+        out[label] = float(values.to_numpy().mean())
+        out[f"gold_{key}_ci95" if key != "difference" else "gold_difference_ci95"] = list(
+            bootstrap_ci(values.to_numpy(), n_boot, 0.95, seed))
+    out["gold_difference_ci_excludes_zero"] = bool(out["gold_difference_ci95"][0] > 0
+                                                   or out["gold_difference_ci95"][1] < 0)
+    return out
+
+
 def evaluate_policy(base_dir: str | os.PathLike, policy_dir: str | os.PathLike, prompts_path: str | os.PathLike,
                     reward: Reward, ppo: PPOConfig, eval_cfg: EvalConfig, *, out_table: str | os.PathLike,
-                    out_summary: str | os.PathLike, seed: int = 0, device: str = "cpu") -> dict:
-    """Write the sample table (columns prompt, model, sample, response, reward, ...) and the summary JSON."""
+                    out_summary: str | os.PathLike, seed: int = 0, device: str = "cpu",
+                    gold: Reward | None = None) -> dict:
+    """Write the sample table (columns prompt, model, sample, response, reward, [gold,] ...) and the summary JSON."""
     texts = read_prompts(prompts_path)
     if eval_cfg.prompts is not None:
         texts = texts[:eval_cfg.prompts]
@@ -66,6 +89,8 @@ def evaluate_policy(base_dir: str | os.PathLike, policy_dir: str | os.PathLike, 
     policy, _ = load_prepared(policy_dir, device)
     check_context(policy.config, ppo.query_max_tokens, ppo.response_max_tokens)
     reward.to(device)
+    if gold is not None:
+        gold.to(device)
     queries = [q[:ppo.query_max_tokens] for q in
                tokenize_prompts(tokenizer, texts, f"prompt file {str(prompts_path)!r}")]
     models = {"base": base, "policy": policy}
@@ -73,7 +98,7 @@ def evaluate_policy(base_dir: str | os.PathLike, policy_dir: str | os.PathLike, 
     for i, (name, model) in enumerate(models.items()):
         torch.manual_seed(seed * 1000 + i)
         df = sample_and_score(model, models, tokenizer, reward, queries, ppo, eval_cfg.samples_per_prompt,
-                              eval_cfg.batch_size, device, desc=f"eval {name}")
+                              eval_cfg.batch_size, device, desc=f"eval {name}", gold=gold)
         df.insert(1, "model", name)
         tables.append(df)
     table = pd.concat(tables, ignore_index=True)
@@ -93,6 +118,11 @@ def evaluate_policy(base_dir: str | os.PathLike, policy_dir: str | os.PathLike, 
         summary[f"{name}_ci95"] = [lo, hi]
     summary["difference_ci_excludes_zero"] = bool(summary["reward_difference_ci95"][0] > 0
                                                   or summary["reward_difference_ci95"][1] < 0)
+    if gold is not None:
+        summary.update(gold_summary(table, gold.name, n, seed))
+        log.info("held-out gold (%s) base %.3f policy %.3f difference %.3f [%.3f, %.3f]", gold.name,
+                 summary["gold_base_mean"], summary["gold_policy_mean"], summary["gold_difference"],
+                 *summary["gold_difference_ci95"])
     write_json(summary, out_summary)
     log.info("held-out reward base %.3f policy %.3f difference %.3f [%.3f, %.3f], KL %.2f",
              summary["reward_base_mean"], summary["reward_policy_mean"], summary["reward_difference"],

@@ -4,6 +4,11 @@ Outputs (paths given by the caller): ``policy/`` a plain HF folder (no value hea
 loads like any model), ``metrics.parquet`` one row per PPO step, ``curves.png`` reward and KL
 per step. Checkpoints go to a separate folder the workflow does not declare as an output, so a
 killed job's rerun resumes from the last one instead of starting over.
+
+With a gold reward (config ``rl.gold``: the overseer a learned reward model imitates), each step's
+rollouts are also scored by it: ``gold_reward_mean`` / ``gold_reward_std`` in the metrics (sequence
+rewards, not used for training), so gold and proxy reward can be drawn against KL (Gao et al. 2022).
+Without one the metrics have exactly the columns they had before.
 """
 
 from __future__ import annotations
@@ -65,9 +70,10 @@ class RLRun:
 
     def __init__(self, policy, ref, tokenizer, reward: Reward, prompts: list[str], config: PPOConfig, *,
                  seed: int = 0, device: str = "cpu", checkpoint_dir: str | os.PathLike | None = None,
-                 settings: dict | None = None, prompt_source: str = "prompts"):
+                 settings: dict | None = None, prompt_source: str = "prompts", gold: Reward | None = None):
         check_context(policy.config, config.query_max_tokens, config.response_max_tokens)
         self.reward, self.config, self.seed, self.device = reward, config, seed, device
+        self.gold = gold
         self.tokenizer = tokenizer
         self.prompts = tokenize_prompts(tokenizer, prompts, prompt_source)
         if len(self.prompts) < 1:
@@ -105,6 +111,10 @@ class RLRun:
         else:
             scores = self.reward.token_rewards(prompt_texts, texts, spans)
         stats = self.trainer.step(queries, responses, scores, groups)
+        if self.gold is not None:  # scored after the update draws nothing from the RNG, so resume stays exact
+            gold = self.gold.score(prompt_texts, texts).float()
+            stats.update({"gold_reward_mean": float(gold.mean()),
+                          "gold_reward_std": float(gold.std()) if len(gold) > 1 else 0.0})
         stats.update({"step": step, "seconds": time.perf_counter() - t0, "generation_seconds": t_gen,
                       "response_length": length})
         return stats
@@ -148,15 +158,18 @@ class RLRun:
         cols = ["step", "reward_mean", "reward_std", "kl_mean", "kl_coef", "entropy", "policy_loss", "value_loss",
                 "clip_frac", "value_clip_frac", "approx_kl", "grad_norm", "total_reward_mean", "value_mean",
                 "advantage_abs_mean", "response_tokens", "response_length", "seconds", "generation_seconds"]
+        if self.gold is not None:
+            cols[3:3] = ["gold_reward_mean", "gold_reward_std"]
         cols += [k for k in dict.fromkeys(k for row in self.rows for k in row) if k not in cols]
         return pd.DataFrame(self.rows, columns=cols)
 
 
 def train_policy(model_dir: str | os.PathLike, prompts_path: str | os.PathLike, reward: Reward, config: PPOConfig,
                  *, out_policy: str | os.PathLike, out_metrics: str | os.PathLike, checkpoint_dir: str | os.PathLike, seed: int = 0, device: str = "cpu",
-                 settings: dict | None = None) -> pd.DataFrame:
+                 settings: dict | None = None, gold: Reward | None = None) -> pd.DataFrame:
     """Train against ``reward`` from the model in ``model_dir``; write policy/ and the per-step metrics
-    (the rule script draws them with ``report.plots.plot_rl_curves``).
+    (the rule script draws them with ``report.plots.plot_rl_curves``). ``gold``: a reward that scores each
+    step's rollouts for the logs only (gold_reward_mean, gold_reward_std).
 
     ``settings`` (reward and model config) joins the checkpoint fingerprint, so a rerun with
     other settings starts fresh instead of resuming.
@@ -165,8 +178,11 @@ def train_policy(model_dir: str | os.PathLike, prompts_path: str | os.PathLike, 
     policy, tokenizer = load_prepared(model_dir, device)
     ref, _ = load_prepared(model_dir, device)
     reward.to(device)
+    if gold is not None:
+        gold.to(device)
     run = RLRun(policy, ref, tokenizer, reward, prompts, config, seed=seed, device=device,
-                checkpoint_dir=checkpoint_dir, settings=settings, prompt_source=f"prompt file {str(prompts_path)!r}")
+                checkpoint_dir=checkpoint_dir, settings=settings, prompt_source=f"prompt file {str(prompts_path)!r}",
+                gold=gold)
     run.resume()
     metrics = run.train()
     with atomic_dir(out_policy) as tmp:
