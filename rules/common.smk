@@ -245,11 +245,9 @@ def summary_inputs(wildcards):
 
 
 def preference_file(wildcards, split):
-    """The overseer's preference pairs of ``split`` (train or heldout) that the reward models learn from.
-
-    Written by rule preferences (the learned-RM branch); until that rule is merged, a file put at this path.
-    """
-    return f"results/{wildcards.run}/preferences/{config['sarm']['overseer']}/{split}.parquet"
+    """The run's preference pairs of ``split`` (train or heldout), written by rule preferences: SARM learns
+    from the same pairs as the plain reward model, so the two are compared like for like."""
+    return preference_files(wildcards)[split]
 
 
 def calibration_inputs(wildcards):

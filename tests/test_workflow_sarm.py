@@ -19,13 +19,11 @@ pytestmark = pytest.mark.workflow
 def sarm_run(tmp_path_factory, tiny_model_dir):
     workdir = tmp_path_factory.mktemp("workflow_sarm")
     (workdir / "words.csv").write_text("word,utility\ngreat,3\nawful,-3\n")
-    prefs = workdir / "results/tiny/preferences/words"
-    prefs.mkdir(parents=True)
-    utility_pairs(24, seed=0).to_parquet(prefs / "train.parquet")
-    utility_pairs(10, seed=1).assign(prompt_index=lambda d: d.prompt_index + 100,
-                                     group=lambda d: d.group + 100).to_parquet(prefs / "heldout.parquet")
+    # Pairs from a file, relabelled by the overseer and split by prompt in rule preferences (as for the plain RM).
+    utility_pairs(34, seed=0).to_parquet(workdir / "pairs.parquet")
     config = {"run": "tiny", "model": {"name": "tiny", "spec": str(tiny_model_dir)},
               "rewards": {"words": {"type": "utility_table", "table": str(workdir / "words.csv")}},
+              "preferences": {"source": str(workdir / "pairs.parquet"), "overseer": "words"},
               "sarm": {"overseer": "words", "sae_multiple": 4, "k": 4, "sae_epochs": 5, "epochs": 5, "bootstrap": 100,
                        "analysis": {"shift_latents": 2, "recovery_min_tokens": 1, "recovery_shuffles": 50,
                                     "example_latents": 2, "bootstrap": 100}}}
@@ -41,12 +39,12 @@ def test_sarm_artifacts(sarm_run):
     assert cfg["architecture"] == "sarm" and cfg["block"] == 0 and cfg["sae"]["d_sae"] == 4 * 32
     accuracy = json.loads((out / "accuracy.json").read_text())
     pair = accuracy["pair_accuracy"]
-    assert pair["n_pairs"] == 10 and pair["n_groups"] == 10
+    heldout = pd.read_parquet(sarm_run / "results/tiny/preferences/words/heldout.parquet")
+    assert pair["n_pairs"] == len(heldout) > 0 and pair["n_groups"] == heldout["group"].nunique()
     assert 0 <= pair["ci"][0] <= pair["accuracy"] <= pair["ci"][1] <= 1
     assert -1 <= accuracy["spearman"]["spearman"] <= 1
     # the per-pair scores are the loaded model's scores of the held-out texts
     scores = pd.read_parquet(out / "pair_scores.parquet")
-    heldout = pd.read_parquet(sarm_run / "results/tiny/preferences/words/heldout.parquet")
     sarm = load_sarm(out)
     assert sarm.score((heldout.prompt + heldout.chosen).tolist()).numpy() == pytest.approx(
         scores.chosen_score.to_numpy(), abs=1e-5)

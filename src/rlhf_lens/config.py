@@ -282,6 +282,10 @@ def _sarm_problems(config: dict) -> list[str]:
     if sarm["overseer"] is None:
         return []
     problems = []
+    if sarm["overseer"] != config["preferences"]["overseer"]:
+        problems.append(f"key 'sarm.overseer' has value {sarm['overseer']!r}: SARM learns from the run's preference "
+                        f"pairs, so expected the same reward as 'preferences.overseer' "
+                        f"({config['preferences']['overseer']!r})")
     if sarm["overseer"] not in config["rewards"]:
         problems.append(f"key 'sarm.overseer' names reward {sarm['overseer']!r}, which is not configured: expected one "
                         f"of {', '.join(sorted(config['rewards']))}")
@@ -300,8 +304,10 @@ def preferences_enabled(config: dict) -> bool:
 
 def built_reward_models(config: dict) -> set[str]:
     """Names of the reward-model folders this run builds (results/{run}/reward_models/{rm})."""
-    # A new reward model (e.g. SARM) adds its name here when its section is configured.
-    return {"plain"} if preferences_enabled(config) else set()
+    # A new reward model adds its name here when its section is configured.
+    if not preferences_enabled(config):
+        return set()
+    return {"plain"} | ({"sarm"} if config["sarm"]["overseer"] is not None else set())
 
 
 def _built_paths(config: dict) -> dict[str, str]:
