@@ -245,7 +245,7 @@ def summary_inputs(wildcards):
 
 
 def preference_file(wildcards, split):
-    """The run's preference pairs of ``split`` (train or heldout), written by rule preferences: SARM learns
+    """The run's preference pairs of ``split`` (train or heldout), written by the preferences rule; SARM learns
     from the same pairs as the plain reward model, so the two are compared like for like."""
     return preference_files(wildcards)[split]
 
@@ -283,7 +283,7 @@ def learned_reward_inputs(*names):
 
 
 def rl_reward_inputs(wildcards):
-    """Learned reward models read by rule rl / rl_eval: the trained reward's and the gold reward's."""
+    """Learned reward models read by the rl and rl_eval rules (the trained reward's and the gold reward's)."""
     return learned_reward_inputs(wildcards.reward, *([GOLD] if GOLD else []))
 
 
@@ -299,7 +299,7 @@ def preference_models(wildcards):
 
 
 def preference_inputs(wildcards):
-    """Inputs of rule preferences: sampling models and train prompts, or the external file; the overseer's RM."""
+    """Inputs of the preferences rule (sampling models and train prompts, or the external file; the overseer's RM)."""
     from rlhf_lens.preferences.table import source_kind
 
     kind = source_kind(PREFERENCES.source)
