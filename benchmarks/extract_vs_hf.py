@@ -39,7 +39,8 @@ def main() -> int:
     texts = [t for t in files("rlhf_lens.data").joinpath("builtin_reviews.txt").read_text().splitlines()
              if t.strip()][:args.texts]
     model, tok = load_prepared(args.model)
-    docs, _ = tokenize_corpus(tok, texts, args.max_length, 10 ** 12)
+    skip = ActivationsConfig().skip_first_positions  # both sides leave out the attention-sink position(s)
+    docs, _ = tokenize_corpus(tok, texts, args.max_length, 10 ** 12, skip)
     special = np.array(sorted(tok.all_special_ids))
 
     # Baseline: plain HF forward, hidden_states[L + 1] is the residual stream after block L.
@@ -56,7 +57,7 @@ def main() -> int:
         with torch.inference_mode():
             hs = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask),
                        output_hidden_states=True).hidden_states
-        keep = torch.from_numpy((mask == 1) & ~np.isin(ids, special))
+        keep = torch.from_numpy((mask == 1) & ~np.isin(ids, special) & (np.arange(width)[None, :] >= skip))
         vectors = [hs[L + 1][keep].float().numpy() for L in layers]
         kept += len(vectors[0])
     hf_s = time.perf_counter() - t
