@@ -39,11 +39,11 @@ def test_real_model_explains_and_scores_with_cache(smollm2_dir, planted, tmp_pat
     row = explain_and_score(llm, examples, SimulationConfig(explain_max_tokens=24))
     assert row["feature"] == 7 and row["n_score"] == 2
     assert row["prompt_tokens"] > 0 and row["completion_tokens"] > 0
-    if row["status"] == "ok":
-        assert isinstance(row["explanation"], str) and len(row["explanation"]) <= 300
-        assert row["score"] is None or -1.0 <= row["score"] <= 1.0
-    else:  # a 135M model may answer with nothing usable; that must be recorded, not raised
-        assert row["reason"]
+    # Greedy decoding makes the outcome fixed for this model: SmolLM2-135M writes a parseable one-sentence
+    # explanation and simulates values for the scoring windows, so the feature must be scored, not failed.
+    assert row["status"] == "ok", row["reason"]
+    assert isinstance(row["explanation"], str) and 0 < len(row["explanation"]) <= 300
+    assert np.isfinite(row["score"]) and -1.0 <= row["score"] <= 1.0
     calls = llm.misses
     again = explain_and_score(llm, examples, SimulationConfig(explain_max_tokens=24))
     assert llm.misses == calls and llm.hits >= 1  # a rerun is answered from the cache
