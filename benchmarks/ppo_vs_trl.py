@@ -11,6 +11,8 @@ use (the project's own environment has TRL 1.x, which no longer ships PPO). Usag
     .venv/bin/python benchmarks/ppo_vs_trl.py [--model resources/models/smollm2-135m-instruct] [--steps 4]
 
 Prints both times per step (median over the steps after the first, which warms up) and the ratio.
+With ``--repeats R`` the two sides run alternately R times each (ours, TRL, ours, TRL, ...), so a
+load change on a shared machine hits both; the ratio is of the medians over all runs' steps.
 """
 
 from __future__ import annotations
@@ -142,6 +144,7 @@ def main() -> None:
     p.add_argument("--length", type=int, default=16)
     p.add_argument("--side", choices=["both", "ours", "trl"], default="both")
     p.add_argument("--reward-model", default=None)
+    p.add_argument("--repeats", type=int, default=1, help="alternating runs of each side")
     a = p.parse_args()
     if a.side == "ours":
         print("RESULT " + json.dumps(run_ours(a)))
@@ -154,18 +157,21 @@ def main() -> None:
         rm = make_reward_model(a.model, Path(tmp) / "rm")
         common = ["--model", a.model, "--steps", str(a.steps), "--batch", str(a.batch), "--mini-batch",
                   str(a.mini_batch), "--epochs", str(a.epochs), "--length", str(a.length), "--reward-model", str(rm)]
-        results = {}
-        for side, exe in (("ours", sys.executable), ("trl", str(python))):
-            proc = subprocess.run([exe, __file__, "--side", side, *common], capture_output=True, text=True)
-            if proc.returncode:
-                sys.exit(f"{side} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
-            line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")][-1]
-            results[side] = json.loads(line[7:])
-    med = {k: statistics.median(v[1:] or v) for k, v in results.items()}
+        results = {"ours": [], "trl": []}  # per run: its step times
+        for _ in range(a.repeats):
+            for side, exe in (("ours", sys.executable), ("trl", str(python))):
+                proc = subprocess.run([exe, __file__, "--side", side, *common], capture_output=True, text=True)
+                if proc.returncode:
+                    sys.exit(f"{side} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+                line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")][-1]
+                results[side].append(json.loads(line[7:]))
+    # each run's first step warms up; the rest of all runs are pooled
+    med = {k: statistics.median([t for run in runs for t in (run[1:] or run)]) for k, runs in results.items()}
     print(f"setting: batch {a.batch}, mini-batch {a.mini_batch}, {a.epochs} PPO epochs, {a.length}-token responses, "
-          f"{a.steps} steps (first dropped), model {a.model}")
-    print(f"per-step times ours: {', '.join(f'{t:.2f}' for t in results['ours'])} s")
-    print(f"per-step times TRL 0.29.1: {', '.join(f'{t:.2f}' for t in results['trl'])} s")
+          f"{a.steps} steps (first dropped) x {a.repeats} alternating run(s), model {a.model}")
+    for name, key in (("ours", "ours"), ("TRL 0.29.1", "trl")):
+        runs = " | ".join(", ".join(f"{t:.2f}" for t in run) for run in results[key])
+        print(f"per-step times {name} (runs separated by |): {runs} s")
     print(f"median s/step   ours {med['ours']:.2f}   TRL 0.29.1 {med['trl']:.2f}   ratio ours/TRL {med['ours'] / med['trl']:.2f}x")
 
 

@@ -1,13 +1,20 @@
 """Our SAE training vs SAELens's, same architecture (TopK), same cached activations, same steps.
 
     .venv/bin/python benchmarks/sae_vs_saelens.py [--model DIR] [--layer 3] [--steps 300]
+    .venv/bin/python benchmarks/sae_vs_saelens.py --store results/default/activations/utility/rlhf --layer 28 \
+        --epochs 6 --batch 512 --k 40 --lr 3e-3 --lr-decay 0.3 --b-dec-init mean --mult 1
 
 1. Caches MLP-output activations of one block of the model on the built-in review texts
-   (rlhf_lens.activations), split into training and evaluation tokens.
+   (rlhf_lens.activations), split into training and evaluation tokens; or, with ``--store``, reads one
+   layer of an existing activation store (the default run's: ~32k tokens), split by prompt group as the
+   sae stage splits it.
 2. Trains our TopK SAE (rlhf_lens.sae) for ``--steps`` steps of ``--batch`` tokens.
 3. Builds the repository's SAELens environment (``make saelens-env``: .venv-saelens, git-ignored,
    the one tests/test_sae_saelens.py uses) if missing, and trains SAELens's TopKTrainingSAE with its SAETrainer on the same tokens for the
-   same steps, batch size, k, dictionary size and learning rate.
+   same steps, batch size, k, dictionary size and learning rate, the same linear decay to 0 over the
+   last ``--lr-decay`` fraction of the steps (SAELens: constant scheduler with ``lr_decay_steps``) and
+   the same starting decoder bias (``--b-dec-init mean``: SAELens's runner option of that name, set
+   here by hand because SAETrainer alone leaves b_dec at zeros).
    Each is run ``--repeats`` times, alternately, and its fastest run counts (the CPU is shared).
 4. Scores both reconstructions of the evaluation tokens with the same explained variance
    (around the mean, float64, rlhf_lens.sae.metrics) and prints tokens/s side by side.
@@ -51,8 +58,11 @@ def provider():
 
 cfg = TopKTrainingSAEConfig(d_in=x.shape[1], d_sae=args["d_sae"], k=args["k"], device="cpu", dtype="float32")
 sae = TopKTrainingSAE(cfg)
+if args["b_dec_init"] == "mean":
+    with torch.no_grad():
+        sae.b_dec.copy_(x.mean(0))
 tcfg = SAETrainerConfig(total_training_samples=steps * batch, train_batch_size_samples=batch, lr=args["lr"], lr_end=args["lr"],
-                        device="cpu", n_batches_for_norm_estimate=1)
+                        lr_decay_steps=args["decay_steps"], device="cpu", n_batches_for_norm_estimate=1)
 trainer = SAETrainer(cfg=tcfg, sae=sae, data_provider=provider())
 t = time.perf_counter()
 trainer.fit()
@@ -85,12 +95,24 @@ def cache_activations(model_dir: str, layer: int, max_tokens: int, workdir: Path
     return read_layer(workdir / "store", layer, train_ids)[1], read_layer(workdir / "store", layer, eval_ids)[1]
 
 
+def read_store(store: str, layer: int):
+    """(x_train, x_eval) of one layer of an activation store, held out by prompt group as in the sae stage."""
+    from rlhf_lens.activations import doc_groups, read_layer, split_docs
+
+    train_ids, eval_ids = split_docs(doc_groups(store), 0.2, 0)
+    return read_layer(store, layer, train_ids)[1], read_layer(store, layer, eval_ids)[1]
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="resources/models/smollm2-135m-instruct")
     p.add_argument("--layer", type=int, default=3)
-    p.add_argument("--tokens", type=int, default=6000, help="activation tokens cached")
+    p.add_argument("--store", default=None, help="an activation store folder to read --layer from instead of caching")
+    p.add_argument("--tokens", type=int, default=6000, help="activation tokens cached (without --store)")
     p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--epochs", type=int, default=None, help="train this many passes instead of --steps")
+    p.add_argument("--lr-decay", type=float, default=0.0, help="fraction of steps of linear decay to 0 at the end")
+    p.add_argument("--b-dec-init", choices=("zeros", "mean"), default="zeros")
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--mult", type=int, default=2, help="dictionary size as a multiple of d_model")
     p.add_argument("--k", type=int, default=32)
@@ -109,8 +131,13 @@ def main() -> int:
     python = ensure_venv()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        x, x_eval = cache_activations(args.model, args.layer, args.tokens, tmp)
+        if args.store:
+            x, x_eval = read_store(args.store, args.layer)
+        else:
+            x, x_eval = cache_activations(args.model, args.layer, args.tokens, tmp)
         d = x.shape[1]
+        if args.epochs is not None:  # whole passes of full batches, as SAELens's provider serves them
+            args.steps = args.epochs * (len(x) // args.batch)
         np.save(tmp / "train.npy", x.numpy())
         np.save(tmp / "eval.npy", x_eval.numpy())
         epochs_equiv = args.steps * args.batch / len(x)
@@ -119,13 +146,15 @@ def main() -> int:
         # Ours: the same number of steps, as whole epochs plus the remainder via stop_after.
         steps_per_epoch = -(-len(x) // args.batch)
         cfg = SAETrainConfig(kind="topk", d_sae=args.mult * d, k=args.k, lr=args.lr, batch_size=args.batch,
-                             epochs=-(-args.steps // steps_per_epoch), seed=0, checkpoint_every=0)
+                             epochs=-(-args.steps // steps_per_epoch), seed=0, checkpoint_every=0,
+                             lr_decay=args.lr_decay, b_dec_init=args.b_dec_init)
         # The first torch.optim optimiser built in a process imports torch._dynamo (~2 s). SAELens's
         # timed region (trainer.fit) starts after its optimiser exists, so pay that import here too.
         torch.optim.Adam([torch.zeros(1, requires_grad=True)])
         job = {"train": str(tmp / "train.npy"), "eval": str(tmp / "eval.npy"), "out": str(tmp / "recon.npy"),
                "d_sae": args.mult * d, "k": args.k, "lr": args.lr, "batch": args.batch, "steps": args.steps,
-               "seed": 0, "threads": args.threads}
+               "seed": 0, "threads": args.threads, "b_dec_init": args.b_dec_init,
+               "decay_steps": round(args.lr_decay * args.steps)}
         # The CPU is shared, so the two run alternately and each keeps its fastest repeat; both are
         # deterministic, so every repeat gives the same weights.
         ours_times, theirs_times = [], []

@@ -249,3 +249,24 @@ def test_sampling_stops_at_the_first_eos_and_masks_what_follows():
     assert batch.mask.sum(1).tolist() == lengths
     full = sample_responses(model, queries, 6, pad_id=0, eos_id=eos, stop_at_eos=False)
     assert all(len(r) == 6 and eos not in r.tolist() for r in full)
+
+
+def test_generation_logprobs_equal_a_forward_pass_and_leave_sampling_unchanged():
+    """The log-probs read off generation's logits (what rl_eval's KL uses instead of a second pass) equal
+    response_logprobs on the padded batch, for left-padded queries of unequal length and responses cut
+    at EOS; asking for them draws the same tokens."""
+    from rlhf_lens.rl.rollout import sample_responses
+
+    model = tiny_llama(40, layers=2, hidden=16, seed=3)
+    queries = [torch.tensor([5, 6, 7]), torch.tensor([8]), torch.tensor([9, 10])] * 4
+    torch.manual_seed(1)
+    plain = sample_responses(model, queries, 7, pad_id=0, eos_id=2)
+    torch.manual_seed(1)
+    responses, logps = sample_responses(model, queries, 7, pad_id=0, eos_id=2, with_logprobs=True)
+    assert [r.tolist() for r in responses] == [r.tolist() for r in plain]
+    assert [len(lp) for lp in logps] == [len(r) for r in responses]
+    batch = pad_batch(queries, responses, 0)
+    with torch.no_grad():
+        forward, _, _ = response_logprobs(model, None, batch)
+    for i, lp in enumerate(logps):
+        assert lp.tolist() == pytest.approx(forward[i, :len(lp)].tolist(), abs=1e-4)

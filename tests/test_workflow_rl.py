@@ -52,6 +52,13 @@ def test_rl_artifacts(rl_run):
     assert not any(k.startswith("gold") for k in summary)
     lo, hi = summary["reward_difference_ci95"]
     assert lo <= summary["reward_difference"] <= hi
+    # The KL is estimated on the policy's samples only: their log-probs under both models are finite and
+    # the summary's KL is their prompt-mean; the base's samples are not scored (NaN).
+    policy, base = table[table.model == "policy"], table[table.model == "base"]
+    assert policy[["logp_policy", "logp_base", "kl"]].notna().all().all()
+    assert base[["logp_policy", "logp_base", "kl"]].isna().all().all()
+    assert policy["kl"].tolist() == pytest.approx((policy["logp_policy"] - policy["logp_base"]).tolist())
+    assert summary["kl_mean"] == pytest.approx(policy.groupby("prompt_index")["kl"].mean().mean(), abs=1e-9)
     assert (out / "checkpoints/step_000001/state.pt").is_file()
 
 

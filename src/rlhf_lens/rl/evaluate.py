@@ -6,6 +6,11 @@ from the base is estimated on the policy's own samples: mean over them of
 sum_t [log pi_policy(y_t) - log pi_base(y_t)] (nats per response). Confidence intervals
 resample prompts (not samples: samples of one prompt are correlated), 95% percentile bootstrap.
 
+Cost: log pi_policy comes from the logits the policy's generation computed anyway, and log pi_base
+from one forward pass of the base over the policy's samples; the base's own samples need neither
+(their ``logp_*`` and ``kl`` are NaN), so evaluation runs one full forward pass per policy batch
+instead of two per batch of either model.
+
 With a gold reward (config ``rl.gold``, the overseer), every sample is also scored by it (column
 ``gold``) and the summary reports it as it does the trained (proxy) reward: ``gold_base_mean``,
 ``gold_policy_mean``, ``gold_difference`` with their CIs. Without one, table and summary are unchanged.
@@ -35,19 +40,25 @@ log = logging.getLogger(__name__)
 
 @torch.no_grad()
 def sample_and_score(model, scorer_models: dict, tokenizer, reward: Reward, queries, ppo: PPOConfig,
-                     samples: int, batch_size: int, device: str, desc: str, gold: Reward | None = None) -> pd.DataFrame:
-    """Sample ``samples`` responses per query from ``model``; score them; log-probs under ``scorer_models``."""
+                     samples: int, batch_size: int, device: str, desc: str, gold: Reward | None = None,
+                     own_name: str | None = None) -> pd.DataFrame:
+    """Sample ``samples`` responses per query from ``model``; score them; their summed log-probs under
+    ``scorer_models`` (one forward pass each) and, when ``own_name`` is given, under ``model`` itself
+    as column ``logp_{own_name}`` (from generation's logits: no pass)."""
     pad_id = pad_token_id(tokenizer)
     jobs = [(p, s) for p in range(len(queries)) for s in range(samples)]
     rows = []
     for start in tqdm(range(0, len(jobs), batch_size), desc=desc, mininterval=5):
         chunk = jobs[start:start + batch_size]
         qs = [queries[p] for p, _ in chunk]
-        responses = sample_responses(model, qs, ppo.response_max_tokens, pad_id=pad_id, eos_id=tokenizer.eos_token_id,
-                                     temperature=ppo.temperature, stop_at_eos=ppo.stop_at_eos, device=device)
+        responses, own = sample_responses(model, qs, ppo.response_max_tokens, pad_id=pad_id,
+                                          eos_id=tokenizer.eos_token_id, temperature=ppo.temperature,
+                                          stop_at_eos=ppo.stop_at_eos, device=device, with_logprobs=True)
         batch = pad_batch(qs, responses, pad_id, device)
         logps = {name: (response_logprobs(m, None, batch)[0] * batch.mask).sum(1).cpu()
                  for name, m in scorer_models.items()}
+        if own_name is not None:
+            logps[own_name] = torch.stack([lp.sum() for lp in own])
         prompts = [tokenizer.decode(q, skip_special_tokens=True) for q in qs]
         texts = [decode_with_spans(tokenizer, r)[0] for r in responses]
         scores = reward.score(prompts, texts)
@@ -93,15 +104,17 @@ def evaluate_policy(base_dir: str | os.PathLike, policy_dir: str | os.PathLike, 
         gold.to(device)
     queries = [q[:ppo.query_max_tokens] for q in
                tokenize_prompts(tokenizer, texts, f"prompt file {str(prompts_path)!r}")]
-    models = {"base": base, "policy": policy}
+    # (model, the models that score its samples, the column of its own log-probs): only the policy's
+    # samples enter the KL estimate
+    plan = {"base": (base, {}, None), "policy": (policy, {"base": base}, "policy")}
     tables = []
-    for i, (name, model) in enumerate(models.items()):
+    for i, (name, (model, scorers, own)) in enumerate(plan.items()):
         torch.manual_seed(seed * 1000 + i)
-        df = sample_and_score(model, models, tokenizer, reward, queries, ppo, eval_cfg.samples_per_prompt,
-                              eval_cfg.batch_size, device, desc=f"eval {name}", gold=gold)
+        df = sample_and_score(model, scorers, tokenizer, reward, queries, ppo, eval_cfg.samples_per_prompt,
+                              eval_cfg.batch_size, device, desc=f"eval {name}", gold=gold, own_name=own)
         df.insert(1, "model", name)
         tables.append(df)
-    table = pd.concat(tables, ignore_index=True)
+    table = pd.concat(tables, ignore_index=True)  # base rows: logp_base, logp_policy NaN
     table["kl"] = table["logp_policy"] - table["logp_base"]
     write_parquet(table, out_table)
 

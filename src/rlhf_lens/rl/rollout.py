@@ -85,29 +85,41 @@ def response_logprobs(model, value_head: ValueHead | None, batch: Batch, with_en
 
 @torch.no_grad()
 def sample_responses(model, queries: Sequence[torch.Tensor], length: int, *, pad_id: int, eos_id: int | None,
-                     temperature: float = 1.0, stop_at_eos: bool = True, device: str = "cpu") -> list[torch.Tensor]:
+                     temperature: float = 1.0, stop_at_eos: bool = True, device: str = "cpu",
+                     with_logprobs: bool = False):
     """Sample ``length`` tokens after each query (1-D long tensors) from ``model``, top-k off, top-p 1.
 
     Returns each response's ids, cut after the first end-of-sequence token when ``stop_at_eos``
     (otherwise EOS is never sampled and every response has ``length`` tokens). Draws from torch's
     global RNG, so a seeded run (and a resumed one) samples the same tokens.
+
+    ``with_logprobs``: also return each response's per-token log-probs (nats, 1-D float32 of its
+    length) under ``model`` at temperature 1, read off the logits generation computed anyway: the
+    same values as a separate forward pass (``response_logprobs``) to float rounding, for no pass.
     """
     from transformers import GenerationConfig
 
     batch = pad_batch(queries, [q[:0] for q in queries], pad_id, device)
     Q = batch.query_len
     gen = GenerationConfig(do_sample=True, top_k=0, top_p=1.0, temperature=temperature, max_new_tokens=length,
-                           min_new_tokens=0 if stop_at_eos else length, pad_token_id=pad_id, eos_token_id=eos_id)
+                           min_new_tokens=0 if stop_at_eos else length, pad_token_id=pad_id, eos_token_id=eos_id,
+                           output_logits=with_logprobs, return_dict_in_generate=True)
     was_training = model.training
     model.eval()
     out = model.generate(input_ids=batch.input_ids[:, :Q], attention_mask=batch.attention_mask[:, :Q],
                          generation_config=gen)
     model.train(was_training)
-    responses = []
-    for row in out[:, Q:].cpu():
+    tokens = out.sequences[:, Q:]
+    if with_logprobs:  # raw logits of each step (B, V), before temperature and other processors
+        token_logps = torch.stack([torch.log_softmax(step.float(), dim=-1).gather(-1, tokens[:, t:t + 1]).squeeze(-1)
+                                   for t, step in enumerate(out.logits)], dim=1).cpu()  # (B, steps)
+    responses, logps = [], []
+    for i, row in enumerate(tokens.cpu()):
         if stop_at_eos and eos_id is not None:
             hits = (row == eos_id).nonzero()
             if len(hits):
                 row = row[:int(hits[0]) + 1]
         responses.append(row[:length].clone())
-    return responses
+        if with_logprobs:
+            logps.append(token_logps[i, :len(responses[-1])].clone())
+    return (responses, logps) if with_logprobs else responses
