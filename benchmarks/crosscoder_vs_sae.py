@@ -7,15 +7,24 @@ matrix per model, the second a perturbed copy of the first. Trains, for ``--step
 ``--batch`` tokens each, our TopK SAE on one model (m = 2 d, k 32: the sae stage's 2x dictionary)
 and the BatchTopK and L1 crosscoders on both (m = 2 d, k 32: crosscoder.size 2). Each is run
 ``--repeats`` times, alternately, and its fastest run counts (the CPU is shared). Prints tokens/s,
-the time a full ``epochs``-epoch run over ``--tokens`` tokens would take, and peak RSS.
+the time a full ``epochs``-epoch run over ``--tokens`` tokens would take, and peak memory.
+
+Peak memory: each training runs in a fresh process (multiprocessing spawn), which builds the same
+activations, resets the kernel's peak-RSS counter (``/proc/self/clear_refs``, Linux) once they are
+built and reads the peak (``VmHWM``) when training ends: ``peak_rss_mb`` is the process's peak
+during training (Python, torch and the activations), ``train_peak_mb`` that peak minus the resident
+memory just before training (what the training itself adds: parameters, Adam state, batch
+buffers). Where the counter cannot be reset, ``ru_maxrss`` stands in (then it includes building the data).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import resource
 import time
+from pathlib import Path
 
 import torch
 
@@ -36,10 +45,64 @@ def activations(n: int, d: int, seed: int = 0, active: int = 20) -> tuple[torch.
     return xb, xb + 0.1 * torch.randn(n, d, generator=g)
 
 
-def timed(x: torch.Tensor, cfg: SAETrainConfig) -> float:
+def _status_kb(field: str) -> int | None:
+    """A ``/proc/self/status`` field in kB (VmRSS, VmHWM), or None off Linux."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _reset_peak() -> bool:
+    """Reset the kernel's peak-RSS counter of this process (Linux >= 4.0); False where it cannot."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _child(args: dict, name: str, queue) -> None:
+    """One timed training in this (fresh) process; puts (seconds, peak_rss_mb, train_peak_mb) on ``queue``."""
+    torch.set_num_threads(args["threads"])
+    x, cfg = _runs(args)[name]
+    before = _status_kb("VmRSS")
+    exact = _reset_peak()
     started = time.perf_counter()
     train_sae(x, cfg, progress=False)
-    return time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    peak = _status_kb("VmHWM") if exact else None
+    if peak is None:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kB on Linux
+    queue.put((seconds, peak / 1024, (peak - before) / 1024 if before is not None else None))
+
+
+def timed(args: dict, name: str) -> tuple[float, float, float | None]:
+    """(seconds, peak RSS MB, training's peak over the pre-training RSS MB) of one run in a fresh process."""
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_child, args=(args, name, queue))
+    proc.start()
+    result = queue.get()
+    proc.join()
+    return result
+
+
+def _runs(args: dict) -> dict:
+    xb, xr = activations(args["tokens"], args["d"])
+    n = args["steps"] * args["batch"]  # one epoch of exactly --steps steps
+    d, batch = args["d"], args["batch"]
+    return {
+        "topk SAE (one model)": (xb[:n], SAETrainConfig(kind="topk", d_sae=2 * d, k=32, epochs=1, batch_size=batch)),
+        "BatchTopK crosscoder": (torch.cat([xb[:n], xr[:n]], 1),
+                                 SAETrainConfig(kind="crosscoder_batchtopk", d_sae=2 * d, k=32, epochs=1,
+                                                batch_size=batch)),
+        "L1 crosscoder": (torch.cat([xb[:n], xr[:n]], 1),
+                          SAETrainConfig(kind="crosscoder_l1", d_sae=2 * d, l1=1.0, epochs=1, batch_size=batch)),
+    }
 
 
 def main() -> None:
@@ -52,31 +115,27 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    xb, xr = activations(args.tokens, args.d)
-    n = args.steps * args.batch  # one epoch of exactly --steps steps
-    runs = {
-        "topk SAE (one model)": (xb[:n], SAETrainConfig(kind="topk", d_sae=2 * args.d, k=32, epochs=1,
-                                                        batch_size=args.batch)),
-        "BatchTopK crosscoder": (torch.cat([xb[:n], xr[:n]], 1),
-                                 SAETrainConfig(kind="crosscoder_batchtopk", d_sae=2 * args.d, k=32, epochs=1,
-                                                batch_size=args.batch)),
-        "L1 crosscoder": (torch.cat([xb[:n], xr[:n]], 1),
-                          SAETrainConfig(kind="crosscoder_l1", d_sae=2 * args.d, l1=1.0, epochs=1,
-                                         batch_size=args.batch)),
-    }
-    best = {name: float("inf") for name in runs}
+    settings = vars(args)
+    n = args.steps * args.batch
+    names = ["topk SAE (one model)", "BatchTopK crosscoder", "L1 crosscoder"]
+    best = {name: (float("inf"), None, None) for name in names}
     for _ in range(args.repeats):
-        for name, (x, cfg) in runs.items():
-            best[name] = min(best[name], timed(x, cfg))
+        for name in names:
+            seconds, peak, train_peak = timed(settings, name)
+            if seconds < best[name][0]:
+                best[name] = (seconds, peak, train_peak)
+            else:  # the peak does not depend on the load: keep the largest seen
+                best[name] = (best[name][0], max(best[name][1], peak), max(best[name][2] or 0, train_peak or 0))
     out = {}
-    for name, seconds in best.items():
+    sae_tps = n / best[names[0]][0]
+    for name, (seconds, peak, train_peak) in best.items():
         tps = n / seconds
-        out[name] = {"tokens_per_second": round(tps), "full_run_seconds": round(args.epochs * args.tokens / tps, 1)}
-        print(f"{name:24s} {tps:9.0f} tokens/s   {args.epochs} epochs x {args.tokens} tokens: "
-              f"{args.epochs * args.tokens / tps:7.1f} s")
-    out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    out["settings"] = vars(args)
+        out[name] = {"tokens_per_second": round(tps), "full_run_seconds": round(args.epochs * args.tokens / tps, 1),
+                     "peak_rss_mb": round(peak), "train_peak_mb": None if train_peak is None else round(train_peak)}
+        print(f"{name:24s} {tps:9.0f} tokens/s ({tps / sae_tps:4.2f}x the SAE)   {args.epochs} epochs x "
+              f"{args.tokens} tokens: {args.epochs * args.tokens / tps:7.1f} s   peak RSS {peak:6.0f} MB "
+              f"(training adds {train_peak if train_peak is not None else float('nan'):5.0f} MB)")
+    out["settings"] = settings
     print(json.dumps(out))
 
 

@@ -259,6 +259,25 @@ def calibration_inputs(wildcards):
             f"{reward}_stats": rules.scoring.output.stats.format(run=wildcards.run, reward=reward),
             f"{reward}_features": rules.features_summary.output.table.format(run=wildcards.run, reward=reward),
         })
+        if config["crosscoder"]["enabled"]:
+            inputs[f"{reward}_crosscoder"] = rules.crosscoder_scoring.output.stats.format(run=wildcards.run,
+                                                                                          reward=reward)
+    return inputs
+
+
+def crosscoder_train_settings():
+    """The crosscoder: keys that change a trained crosscoder (the switch and the autointerp count do not)."""
+    return {k: v for k, v in config["crosscoder"].items() if k not in ("enabled", "explain_latents")}
+
+
+def crosscoder_layer_inputs(wildcards):
+    """The (base, rlhf) crosscoder and its autointerp table of every selected layer, keyed real_{layer} and
+    autointerp_{layer}."""
+    inputs = {}
+    for layer in selected_layers(wildcards):
+        w = dict(run=wildcards.run, reward=wildcards.reward, layer=layer)
+        inputs[f"real_{layer}"] = rules.crosscoder.output.folder.format(**w)
+        inputs[f"autointerp_{layer}"] = rules.crosscoder_autointerp.output.table.format(**w)
     return inputs
 
 

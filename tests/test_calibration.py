@@ -53,6 +53,32 @@ def test_the_table_puts_each_strength_beside_every_measure(tmp_path):
     assert "fails to detect the planted reward at this size" in out[1].read_text()
 
 
+def test_crosscoder_columns_give_the_rlhf_only_count_and_their_utility_vs_shared(tmp_path):
+    def xc_stats(n_only, diff, effect):
+        comparison = {"difference": diff, "ci": [diff - 0.1, diff + 0.1] if diff is not None else [None, None],
+                      "p_value": 0.01 if effect else None, "effect": effect}
+        return {"n_rlhf_only": n_only, "n_rlhf_leaning": n_only + 2, "n_live": 100,
+                "measures": {m: {"comparisons": {"rlhf_only_vs_shared": comparison}}
+                             for m in ("token_utility", "unembed_utility")}}
+
+    entries = {}
+    for name, gain, stats in (("weak", 0.5, xc_stats(0, None, False)), ("strong", 8.4, xc_stats(3, 0.8, True))):
+        entries[name] = _write(tmp_path, name, gain, _stats())
+        (tmp_path / f"{name}_xc.json").write_text(json.dumps(stats))
+        entries[name]["crosscoder"] = tmp_path / f"{name}_xc.json"
+    out = [tmp_path / "t.parquet", tmp_path / "t.md", tmp_path / "f.png"]
+    table = calibration_stage(entries, *out)
+    assert table["xc_rlhf_only"].tolist() == [0, 3]
+    assert table["xc_token_utility_effect"].tolist() == [False, True]
+    assert table.loc[1, "xc_token_utility_vs_shared"] == pytest.approx(0.8) and pd.isna(
+        table.loc[0, "xc_token_utility_vs_shared"])
+    md = out[1].read_text()
+    assert "crosscoder RLHF-only latents (of live)" in md and "+0.8 [0.7, 0.9], p 0.01: effect" in md
+    # without crosscoder inputs the columns are left out
+    calibration_stage({"weak": _write(tmp_path, "w2", 0.5, _stats())}, *out)
+    assert "crosscoder" not in out[1].read_text()
+
+
 def test_per_reward_overrides_and_their_validation():
     cfg = load_config(REPO / "configs/calibration.yaml")
     coefs = [rl_settings(cfg, r)[0].init_kl_coef for r in cfg["calibration"]["rewards"]]
@@ -76,3 +102,4 @@ def test_the_calibration_config_plans_three_policies_and_the_table(tmp_path):
         assert f"results/calibration/rl/{reward}/policy" in out
     assert "rule calibration:" in out or "localrule calibration:" in out
     assert "results/calibration/calibration/table.md" in out
+    assert "results/calibration/crosscoder/kl005/utility.json" in out  # crosscoders run in the calibration

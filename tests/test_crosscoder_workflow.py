@@ -27,7 +27,8 @@ def _config(workdir, tiny_model_dir, **crosscoder):
 def crosscoder_run(tmp_path_factory, tiny_model_dir):
     workdir = _workdir(tmp_path_factory.mktemp("crosscoder"), tiny_model_dir)
     _config(workdir, tiny_model_dir, **CROSSCODER)
-    proc = snakemake("results/tiny/crosscoder/utility/summary.parquet", "--rerun-triggers", "mtime", cwd=workdir)
+    proc = snakemake("results/tiny/crosscoder/utility/summary.parquet", "results/tiny/crosscoder/utility/cards.html",
+                     "--rerun-triggers", "mtime", cwd=workdir)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     return workdir
 
@@ -64,6 +65,26 @@ def test_null_finds_no_model_specific_latent_and_the_summary_sets_them_side_by_s
     assert (root / "dn_histogram.png").stat().st_size > 1000
 
 
+def test_every_live_latent_is_scored_and_the_page_holds_the_comparison_and_the_null_histogram(crosscoder_run):
+    root = crosscoder_run / "results/tiny/crosscoder/utility"
+    explained = pd.read_parquet(root / "autointerp/layer1.parquet")
+    diff = pd.read_parquet(root / "layer1/diff.parquet")
+    # every explained latent is live and in the group its dn says; the baselines are explained too
+    groups = explained.set_index("feature")["group"]
+    assert diff.set_index("latent").loc[groups.index, "live"].all()
+    assert {"shared", "random"} <= set(groups) or diff.loc[diff["live"], "bin"].ne("shared").all()
+    scores = pd.read_parquet(root / "scores.parquet")
+    assert len(scores) == len(diff) and scores.loc[scores["live"], "token_utility"].notna().all()
+    assert scores["unembed_utility"].notna().all()
+    stats = json.loads((root / "utility.json").read_text())
+    assert stats["n_live"] == int(diff["live"].sum())
+    assert set(stats["measures"]["token_utility"]["comparisons"]) == {
+        "rlhf_only_vs_shared", "rlhf_only_vs_random", "rlhf_leaning_vs_shared"}
+    page = (root / "cards.html").read_text()
+    assert "Utilities of RLHF-only latents vs shared and random latents" in page and "data:image/png;base64," in page
+    assert "Latents per dn bin: crosscoder vs its null" in page and "(base, base) null" in page
+
+
 def test_disabled_crosscoders_are_not_in_the_default_target_and_enabled_ones_are(crosscoder_run, tiny_model_dir):
     _config(crosscoder_run, tiny_model_dir, **{**CROSSCODER, "enabled": False})
     off = snakemake_helpers.planned_jobs(snakemake("--dry-run", "--rerun-triggers", "mtime", cwd=crosscoder_run))
@@ -71,7 +92,8 @@ def test_disabled_crosscoders_are_not_in_the_default_target_and_enabled_ones_are
     on = snakemake_helpers.planned_jobs(snakemake("--dry-run", "--rerun-triggers", "mtime", cwd=crosscoder_run))
     assert "crosscoder" not in off and "crosscoder_summary" not in off
     assert "crosscoder_summary" not in on  # built already, and the switch is no param of the jobs
-    assert set(on) - set(off) <= {"crosscoder", "crosscoder_null", "crosscoder_summary"}
+    assert set(on) - set(off) <= {"crosscoder", "crosscoder_null", "crosscoder_summary", "crosscoder_autointerp",
+                                  "crosscoder_scoring", "crosscoder_cards"}
 
 
 def test_bad_crosscoder_kind_fails_before_any_job(crosscoder_run, tiny_model_dir):

@@ -4,7 +4,9 @@ The same chain runs for several rewards of one run that differ only in strength 
 config trains the utility-table policy at three KL coefficients, rl.per_reward). For each, this puts
 the held-out reward gain (policy - base) next to every measure of the method: Table 3 (all words
 and quoted words), token utility, unembedding utility (each RLHF - base with its CI, p-value and
-verdict by the report's rule), and the MMCS of each role against its like-for-like noise floor. The
+verdict by the report's rule), the MMCS of each role against its like-for-like noise floor and, when
+crosscoders run (crosscoder.enabled), the count of RLHF-only crosscoder latents and their token and
+unembedding utility minus the shared latents' (with CI, p-value and verdict). The
 known answer: the strongest policy stacks high-utility words, so a working method must separate RLHF
 from base there, beyond its random-feature baseline; a failure to detect is reported as such.
 """
@@ -52,6 +54,26 @@ def calibration_row(reward: str, rl_eval: dict, stats: dict, features: pd.DataFr
     return row
 
 
+CROSSCODER_MEASURES = {"token_utility": "token utility", "unembed_utility": "unembedding utility"}
+"""The crosscoder comparisons' measures the calibration reports (RLHF-only vs shared latents)."""
+
+
+def crosscoder_columns(stats: dict | None) -> dict:
+    """The crosscoder columns of a row from the crosscoder utility statistics (``scoring.crosscoder``):
+    the count of RLHF-only (and RLHF-leaning) latents and, per measure, RLHF-only minus shared with CI,
+    p-value and ``effect``; all None when the crosscoders did not run."""
+    stats = stats or {}
+    row = {"xc_rlhf_only": stats.get("n_rlhf_only"), "xc_rlhf_leaning": stats.get("n_rlhf_leaning"),
+           "xc_live": stats.get("n_live")}
+    for key in CROSSCODER_MEASURES:
+        c = ((stats.get("measures") or {}).get(key) or {}).get("comparisons", {}).get("rlhf_only_vs_shared") or {}
+        ci = c.get("ci") or [None, None]
+        row.update({f"xc_{key}_vs_shared": as_float(c.get("difference")), f"xc_{key}_ci_low": as_float(ci[0]),
+                    f"xc_{key}_ci_high": as_float(ci[1]), f"xc_{key}_p": as_float(c.get("p_value")),
+                    f"xc_{key}_effect": bool(c.get("effect", False))})
+    return row
+
+
 def calibration_table(rows: list[dict]) -> pd.DataFrame:
     """Rows in the given order (weakest first), one per reward."""
     return pd.DataFrame(rows)
@@ -60,7 +82,11 @@ def calibration_table(rows: list[dict]) -> pd.DataFrame:
 def calibration_markdown(table: pd.DataFrame) -> str:
     """The table in words: one line per reward and measure with the verdict, and whether the strongest
     reward was detected beyond the random baseline by any measure."""
+    crosscoders = "xc_rlhf_only" in table.columns and table["xc_rlhf_only"].notna().any()
     headers = ["reward", "gain [CI]", "KL", *MEASURES.values(), "MMCS above floor (base / rlhf)"]
+    if crosscoders:
+        headers += ["crosscoder RLHF-only latents (of live)",
+                    *(f"crosscoder RLHF-only - shared, {label}" for label in CROSSCODER_MEASURES.values())]
     body = []
     for r in table.to_dict("records"):
         cells = [md_escape(r["reward"]), f"{fmt(r['reward_gain'], signed=True)} {fmt_ci([r['reward_gain_ci_low'], r['reward_gain_ci_high']])}",
@@ -71,6 +97,13 @@ def calibration_markdown(table: pd.DataFrame) -> str:
                          f"{fmt_ci([r[f'{key}_ci_low'], r[f'{key}_ci_high']])}, p {fmt(r[f'{key}_p'])}: {verdict}")
         cells.append(f"{r.get('mmcs_base_above_floor', 'n/a')}/{r.get('mmcs_base_pairs', 'n/a')} / "
                      f"{r.get('mmcs_rlhf_above_floor', 'n/a')}/{r.get('mmcs_rlhf_pairs', 'n/a')}")
+        if crosscoders:
+            cells.append(f"{fmt(r.get('xc_rlhf_only'), 9)} (of {fmt(r.get('xc_live'), 9)})")
+            for key in CROSSCODER_MEASURES:
+                verdict = "effect" if r.get(f"xc_{key}_effect") else "no effect"
+                cells.append(f"{fmt(r.get(f'xc_{key}_vs_shared'), signed=True)} "
+                             f"{fmt_ci([r.get(f'xc_{key}_ci_low'), r.get(f'xc_{key}_ci_high')])}, "
+                             f"p {fmt(r.get(f'xc_{key}_p'))}: {verdict}")
         body.append(cells)
     strongest = table.iloc[-1]
     found = [label for key, label in MEASURES.items() if strongest[f"{key}_effect"]]
@@ -83,12 +116,16 @@ def calibration_markdown(table: pd.DataFrame) -> str:
 
 def calibration_stage(entries: dict[str, dict[str, str | os.PathLike]], out_table, out_md, out_png) -> pd.DataFrame:
     """``entries``: reward -> {"rl_eval": eval_summary.json, "stats": scores stats JSON, "features":
-    features summary parquet}, weakest first. Writes the table (parquet), its markdown and the figure."""
+    features summary parquet, and optionally "crosscoder": the crosscoder utility JSON}, weakest first.
+    Writes the table (parquet), its markdown and the figure."""
     rows = []
     for reward, paths in entries.items():
         features = pd.read_parquet(paths["features"]) if paths.get("features") else None
-        rows.append(calibration_row(reward, json.loads(Path(paths["rl_eval"]).read_text()),
-                                    json.loads(Path(paths["stats"]).read_text()), features))
+        row = calibration_row(reward, json.loads(Path(paths["rl_eval"]).read_text()),
+                              json.loads(Path(paths["stats"]).read_text()), features)
+        if paths.get("crosscoder"):
+            row.update(crosscoder_columns(json.loads(Path(paths["crosscoder"]).read_text())))
+        rows.append(row)
     table = calibration_table(rows)
     write_parquet(table, out_table)
     with atomic_file(out_md) as tmp:

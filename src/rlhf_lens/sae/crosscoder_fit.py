@@ -70,6 +70,8 @@ class CrosscoderStageConfig:
     """Fraction of prompt groups held out to measure the crosscoder on."""
     ce_eval_tokens: int = 128
     """Held-out tokens scored for each model's spliced CE/KL; 0 skips it."""
+    explain_latents: int = 3
+    """RLHF-only and RLHF-leaning latents explained per layer and group (autointerp.crosscoder); no training setting."""
 
 
 def read_paired(stores: list, layer: int, doc_ids=None) -> tuple:
