@@ -93,6 +93,13 @@ def ppo_params(reward=None):
     return result_settings("rl.ppo", algorithm_settings(rl_settings(config, reward)[0]))
 
 
+def shaping_params():
+    """rl.shaping's settings that change a policy when shaping is on (the study's own keys aside); None when off."""
+    shaping = config["rl"]["shaping"]
+    # cache_size only decides what is explained again (the same values either way)
+    return {k: v for k, v in shaping.items() if k not in ("enabled", "study", "cache_size")} if shaping["enabled"] else None
+
+
 def sarm_train_params():
     """The sarm: keys that change the trained SARM (not its read-off, sarm.analysis)."""
     return {k: v for k, v in result_settings("sarm").items() if k != "analysis"}

@@ -17,6 +17,7 @@ rule rl:
         reward=lambda wildcards: config["rewards"][wildcards.reward],
         ppo=lambda wildcards: ppo_params(wildcards.reward),
         gold=gold_spec(),
+        shaping=shaping_params(),
         seed=config["seed"],
         checkpoints=lambda wildcards: f"results/{wildcards.run}/rl/{wildcards.reward}/checkpoints",
     log:

@@ -23,6 +23,8 @@ from rlhf_lens.reward_models.plain import PlainRMConfig
 from rlhf_lens.rl.config import EvalConfig
 from rlhf_lens.sae.crosscoder_fit import CrosscoderStageConfig
 from rlhf_lens.sae.fit import SAEStageConfig
+from rlhf_lens.shaping import ShapingConfig
+from rlhf_lens.shaping_study.config import StudyConfig
 
 DEFAULTS = validate_config({})
 
@@ -41,6 +43,8 @@ MIRRORS = [
     (SARMAnalysisConfig, DEFAULTS["sarm"]["analysis"]),
     (PreferencesConfig, DEFAULTS["preferences"]),
     (PlainRMConfig, DEFAULTS["plain_rm"]),
+    (ShapingConfig, DEFAULTS["rl"]["shaping"]),
+    (StudyConfig, DEFAULTS["rl"]["shaping"]["study"]),
 ]
 
 

@@ -3,7 +3,7 @@
 import dataclasses
 from pathlib import Path
 
-from rlhf_lens.config import rl_settings
+from rlhf_lens.config import rl_settings, shaping_config
 from rlhf_lens.jobs import start_job
 from rlhf_lens.report.plots import plot_rl_curves
 from rlhf_lens.rewards import build_reward
@@ -25,11 +25,14 @@ settings = {"reward": snakemake.params.reward, "model": snakemake.config["model"
             "prompts": snakemake.config["prompts"]}
 if gold is not None:
     settings["gold"] = snakemake.params.gold
+shaping = shaping_config(snakemake.config)
+if shaping.enabled:  # rl.shaping: train on the shaped reward (its settings are the rule's shaping param)
+    settings["shaping"] = snakemake.params.shaping
 if snakemake.input.learned:  # a retrained reward model (same path, new weights) must not resume the old run
     settings["learned"] = {str(f): sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns)
                                           for p in Path(f).glob("*.safetensors")) for f in snakemake.input.learned}
 metrics = train_policy(snakemake.input.model, snakemake.input.prompts, reward, ppo,
                        out_policy=snakemake.output.policy, out_metrics=snakemake.output.metrics,
                        checkpoint_dir=snakemake.params.checkpoints, seed=snakemake.params.seed, device=device,
-                       gold=gold, settings=settings)
+                       gold=gold, settings=settings, shaping=shaping)
 plot_rl_curves(metrics, snakemake.output.curves, title=f"{ppo.algorithm.upper()} against reward {reward.name!r}")

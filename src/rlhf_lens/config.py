@@ -247,6 +247,36 @@ def _rl_problems(rl: dict) -> list[str]:
     return problems
 
 
+def _shaping_problems(config: dict) -> list[str]:
+    """``rl.shaping``: known components, weights on the simplex; integrated gradients only on rewards with a
+    differentiable model; the study's reward and gold must be configured rewards."""
+    from .shaping import ShapingConfig
+
+    shaping = config["rl"]["shaping"]
+    cfg = _pick(ShapingConfig, shaping)
+    problems = cfg.problems("rl.shaping")
+    study = shaping["study"]
+    names = ", ".join(sorted(config["rewards"]))
+    for key in ("reward", "gold"):
+        if study[key] is not None and study[key] not in config["rewards"]:
+            problems.append(f"key 'rl.shaping.study.{key}' names reward {study[key]!r}, which is not configured: "
+                            f"expected one of {names}")
+    if not shaping["enabled"]:
+        return problems
+    uses_ig = cfg.weights.get("ig", 0) > 0 or "ig" in study["schemes"] or "ig" in study["bo_components"]
+    if uses_ig:
+        shaped = [study["reward"] or next(iter(config["rewards"]))] + (list(config["rewards"]) if cfg.weights.get("ig", 0) > 0 else [])
+        for name in dict.fromkeys(shaped):
+            kind = config["rewards"].get(name, {}).get("type")
+            if kind not in ("reward_model", "classifier"):
+                problems.append(f"rl.shaping uses integrated gradients (ig) on reward {name!r} of type {kind}: expected "
+                                "a reward_model or classifier reward (a differentiable model), or no ig")
+    if study["bo_initial"] > study["bo_trials"]:
+        problems.append(f"key 'rl.shaping.study.bo_initial' has value {study['bo_initial']}: expected <= bo_trials "
+                        f"({study['bo_trials']})")
+    return problems
+
+
 def _reward_name_problems(config: dict) -> list[str]:
     """``rl.per_reward`` and ``calibration.rewards`` must name configured rewards."""
     rewards = sorted(config["rewards"])
@@ -384,6 +414,7 @@ def _semantic_problems(config: dict) -> list[str]:
     problems += _reward_name_problems(config)
     problems += _learned_reward_problems(config)
     problems += _rl_problems(config["rl"])
+    problems += _shaping_problems(config)
     problems += _autointerp_problems(config)
     problems += _sarm_problems(config)
     return problems
@@ -444,6 +475,13 @@ def rl_settings(config: dict, reward: str | None = None):
     rl = config["rl"]
     overrides = {**rl["ppo"], **rl.get("per_reward", {}).get(reward, {})}
     return ppo_config(rl["preset"], overrides, rl["algorithm"]), _pick(EvalConfig, rl["eval"])
+
+
+def shaping_config(config: dict):
+    """Typed view of ``rl.shaping`` (rlhf_lens.shaping.ShapingConfig; its ``study`` is read by the study rules)."""
+    from .shaping import ShapingConfig
+
+    return _pick(ShapingConfig, config["rl"]["shaping"])
 
 
 def rule_resources(config: dict, rule: str) -> Resources:

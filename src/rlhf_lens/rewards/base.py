@@ -110,6 +110,11 @@ class Reward(ABC):
         """Move any model the reward holds to ``device``; table rewards ignore it."""
         return self
 
+    def step_stats(self) -> dict[str, float]:
+        """What the last ``token_rewards`` call cost, named for the RL metrics (a shaped reward's explainers);
+        empty for rewards whose per-token form is free."""
+        return {}
+
 
 def last_token_rewards(seq_rewards, lengths: Sequence[int]):
     """Place each sequence reward (B,) on its row's last token: (B, max(lengths)) float32.

@@ -106,11 +106,14 @@ class RLRun:
         prompt_texts = [self.tokenizer.decode(q, skip_special_tokens=True) for q in queries]
         decoded = [decode_with_spans(self.tokenizer, r) for r in responses]
         texts, spans = [d[0] for d in decoded], [d[1] for d in decoded]
+        stats_reward = {}
         if cfg.reward_placement == "last_token":
             scores = last_token_rewards(self.reward.score(prompt_texts, texts), [len(s) for s in spans])
         else:
             scores = self.reward.token_rewards(prompt_texts, texts, spans)
+            stats_reward = self.reward.step_stats()  # a shaped reward's attribution cost per explainer
         stats = self.trainer.step(queries, responses, scores, groups)
+        stats.update(stats_reward)
         if self.gold is not None:  # scored after the update draws nothing from the RNG, so resume stays exact
             gold = self.gold.score(prompt_texts, texts).float()
             stats.update({"gold_reward_mean": float(gold.mean()),
@@ -166,14 +169,20 @@ class RLRun:
 
 def train_policy(model_dir: str | os.PathLike, prompts_path: str | os.PathLike, reward: Reward, config: PPOConfig,
                  *, out_policy: str | os.PathLike, out_metrics: str | os.PathLike, checkpoint_dir: str | os.PathLike, seed: int = 0, device: str = "cpu",
-                 settings: dict | None = None, gold: Reward | None = None) -> pd.DataFrame:
+                 settings: dict | None = None, gold: Reward | None = None, shaping=None) -> pd.DataFrame:
     """Train against ``reward`` from the model in ``model_dir``; write policy/ and the per-step metrics
     (the rule script draws them with ``report.plots.plot_rl_curves``). ``gold``: a reward that scores each
     step's rollouts for the logs only (gold_reward_mean, gold_reward_std).
 
     ``settings`` (reward and model config) joins the checkpoint fingerprint, so a rerun with
-    other settings starts fresh instead of resuming.
+    other settings starts fresh instead of resuming. ``shaping`` (a ``rlhf_lens.shaping.ShapingConfig``):
+    with ``enabled``, train on the shaped reward (``ShapedReward``: explanation-weighted per-token shares of
+    the reward) and log each step's attribution cost.
     """
+    if shaping is not None and shaping.enabled:
+        from ..shaping.shaped_reward import ShapedReward
+
+        reward = ShapedReward(reward, shaping)
     prompts = read_prompts(prompts_path)
     policy, tokenizer = load_prepared(model_dir, device)
     ref, _ = load_prepared(model_dir, device)
