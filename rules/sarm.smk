@@ -1,6 +1,7 @@
 # SARM (a sparse-autoencoder reward model) trained on the overseer's preference pairs, then read off.
-# Off unless sarm.overseer is set. The model's files are outputs one by one (not a directory output), so
-# the read-off can write its tables into the same folder, results/{run}/reward_models/sarm/.
+# Off unless sarm.enabled is true; the overseer is preferences.overseer. The model's files are outputs one by
+# one (not a directory output), so the read-off can write its tables into the same folder,
+# results/{run}/reward_models/sarm/.
 
 
 rule sarm:
@@ -44,7 +45,7 @@ rule sarm_analysis:
         examples="results/{run}/reward_models/sarm/examples.parquet",
     params:
         analysis=config["sarm"]["analysis"],
-        overseer=lambda wildcards: config["rewards"][config["sarm"]["overseer"]],
+        overseer=lambda wildcards: config["rewards"][config["preferences"]["overseer"]],
         examples=config["autointerp"]["examples"],
         seed=config["seed"],
     log:
@@ -58,5 +59,5 @@ rule sarm_analysis:
         "../workflow_scripts/sarm_analysis.py"
 
 
-if config["sarm"]["overseer"] is not None:
+if config["sarm"]["enabled"]:
     ALL_TARGETS += expand(rules.sarm_analysis.output, run=RUN) + expand(rules.sarm.output.accuracy, run=RUN)

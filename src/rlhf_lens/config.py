@@ -276,19 +276,16 @@ def _model_depth(config: dict) -> int | None:
 
 
 def _sarm_problems(config: dict) -> list[str]:
-    """``sarm.overseer`` must name a configured reward; ``sarm.block`` must be below the model's depth
-    when that depth can be read without loading the model."""
+    """``sarm.enabled`` needs the overseer of the run's preference pairs (``preferences.overseer``, whose
+    token utilities recovery reads); ``sarm.block`` must be below the model's depth when that depth can be
+    read without loading the model."""
     sarm = config["sarm"]
-    if sarm["overseer"] is None:
+    if not sarm["enabled"]:
         return []
     problems = []
-    if sarm["overseer"] != config["preferences"]["overseer"]:
-        problems.append(f"key 'sarm.overseer' has value {sarm['overseer']!r}: SARM learns from the run's preference "
-                        f"pairs, so expected the same reward as 'preferences.overseer' "
-                        f"({config['preferences']['overseer']!r})")
-    if sarm["overseer"] not in config["rewards"]:
-        problems.append(f"key 'sarm.overseer' names reward {sarm['overseer']!r}, which is not configured: expected one "
-                        f"of {', '.join(sorted(config['rewards']))}")
+    if config["preferences"]["overseer"] is None:
+        problems.append("key 'sarm.enabled' is true but 'preferences.overseer' is not set: SARM learns the run's "
+                        "preference pairs and recovery reads their overseer, so expected a reward name there")
     depth = _model_depth(config) if sarm["block"] is not None else None
     if depth is not None and sarm["block"] >= depth:
         problems.append(f"key 'sarm.block' has value {sarm['block']!r}: the model {config['model']['name']!r} has "
@@ -307,7 +304,7 @@ def built_reward_models(config: dict) -> set[str]:
     # A new reward model adds its name here when its section is configured.
     if not preferences_enabled(config):
         return set()
-    return {"plain"} | ({"sarm"} if config["sarm"]["overseer"] is not None else set())
+    return {"plain"} | ({"sarm"} if config["sarm"]["enabled"] else set())
 
 
 def _built_paths(config: dict) -> dict[str, str]:
