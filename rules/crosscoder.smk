@@ -68,4 +68,4 @@ rule crosscoder_summary:
 
 
 if config["crosscoder"]["enabled"]:
-    ALL_TARGETS += expand(rules.crosscoder_summary.output.table, run=RUN, reward=REWARDS)
+    ALL_TARGETS += expand(rules.crosscoder_summary.output.table, run=RUN, reward=INTERPRETED)

@@ -248,9 +248,10 @@ def _rl_problems(rl: dict) -> list[str]:
 
 
 def _reward_name_problems(config: dict) -> list[str]:
-    """``rl.per_reward`` and ``calibration.rewards`` must name configured rewards."""
+    """``rl.per_reward``, ``calibration.rewards`` and ``interpret_rewards`` must name configured rewards."""
     rewards = sorted(config["rewards"])
     named = [("rl.per_reward", n) for n in config["rl"].get("per_reward", {})]
+    named += [("interpret_rewards", n) for n in config.get("interpret_rewards") or []]
     named += [("calibration.rewards", n) for n in config.get("calibration", {}).get("rewards", [])]
     return [f"key {key!r} names reward {name!r}, which is not configured: expected one of {', '.join(rewards)}"
             for key, name in named if name not in config["rewards"]]
@@ -291,6 +292,12 @@ def _sarm_problems(config: dict) -> list[str]:
         problems.append(f"key 'sarm.block' has value {sarm['block']!r}: the model {config['model']['name']!r} has "
                         f"{depth} blocks, expected an integer in 0..{depth - 1} (or null for half depth)")
     return problems
+
+
+def interpreted_rewards(config: dict) -> list[str]:
+    """The rewards whose policies ``rule all`` interprets, in ``rewards`` order (``interpret_rewards``; null: all)."""
+    chosen = config.get("interpret_rewards")
+    return [r for r in config["rewards"] if chosen is None or r in chosen]
 
 
 def preferences_enabled(config: dict) -> bool:
