@@ -56,7 +56,8 @@ def learned_run(tmp_path_factory, tiny_model_dir, tokenizer):
                      "eval": {"prompts": 3, "samples_per_prompt": 2, "bootstrap": 200}}}
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     start = time.perf_counter()
-    proc = snakemake(*TARGETS, "--configfile", "config.yaml", cwd=workdir)  # targets first: --configfile takes a list
+    # targets first (--configfile takes a list); rule all is ~18 short jobs, so allow for a loaded machine
+    proc = snakemake(*TARGETS, "--configfile", "config.yaml", cwd=workdir, timeout=1800)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     print(f"tiny learned-RM workflow: {time.perf_counter() - start:.1f} s")
     return workdir
