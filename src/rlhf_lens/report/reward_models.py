@@ -150,7 +150,7 @@ def latents_section(r: RewardModelResults, top: int = 10) -> str:
         return NOT_AVAILABLE
     rows = [[str(int(t.latent)), fmt(t.weight, signed=True), fmt(t.mean_contribution, signed=True),
              f"{int(t.n_responses)}/{int(t.n_heldout)}" if is_number(t.n_responses) else "0",
-             _short(t.explanation), fmt(t.score), fmt(t.mean_utility, signed=True),
+             _short(t.explanation) if isinstance(t.explanation, str) else "(not explained)", fmt(t.score), fmt(t.mean_utility, signed=True),
              str(int(t.n_fired)) if is_number(t.n_fired) else "n/a"]
             for t in table.head(top).itertuples(index=False)]
     return ("Largest |w_i| first. Attribution: the mean term w_i z_i over the held-out responses whose top terms "
