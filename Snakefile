@@ -27,6 +27,7 @@ include: "rules/autointerp.smk"
 include: "rules/sarm.smk"
 include: "rules/shaping.smk"
 include: "rules/report.smk"
+include: "rules/rm_report.smk"
 
 
 wildcard_constraints:

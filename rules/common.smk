@@ -15,8 +15,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 try:
-    from rlhf_lens.config import (ConfigError, _built_paths, plain_rm_config, preferences_config,
-                                  preferences_enabled, rl_settings, rule_resources, validate_config)
+    from rlhf_lens.config import (ConfigError, _built_paths, interpreted_rewards, plain_rm_config,
+                                  preferences_config, preferences_enabled, rl_settings, rule_resources,
+                                  validate_config)
     from rlhf_lens.rl.algorithm import algorithm_settings
 except ImportError as _err:  # the package is installed (editable) by `make setup` and by envs/rlhf_lens.yaml
     print(f"rlhf-lens: cannot import the rlhf_lens package with {sys.executable} ({_err}); "
@@ -46,6 +47,8 @@ config.update(_validated)
 RUN = config["run"]
 MODEL = config["model"]["name"]
 REWARDS = list(config["rewards"])
+# The rewards whose policies `rule all` interprets (interpret_rewards; every reward by default).
+INTERPRETED = interpreted_rewards(config)
 SPLITS = ["train", "eval"]
 ROLES = ["base", "rlhf"]
 EVAL_SETTINGS = rl_settings(config)[1]
@@ -235,9 +238,9 @@ def autointerp_tables(wildcards):
 
 
 def summary_inputs(wildcards):
-    """Per reward, every file the run summary reads; keys are {reward}_{what}."""
+    """Per interpreted reward, every file the run summary reads; keys are {reward}_{what}."""
     inputs = {}
-    for reward in REWARDS:
+    for reward in INTERPRETED:
         w = SimpleNamespace(run=wildcards.run, reward=reward)
         inputs.update({
             f"{reward}_rl_eval": rules.rl_eval.output.summary.format(run=w.run, reward=reward),
@@ -248,6 +251,31 @@ def summary_inputs(wildcards):
             f"{reward}_sae": sae_folders(w),
             f"{reward}_autointerp": autointerp_tables(w),
         })
+    return inputs
+
+
+def reward_model_report_inputs(wildcards):
+    """Files of the learned-reward-model page: each built RM's accuracy, SARM's comparison and read-off, the
+    interpreted rewards' scoring tables, and eval summary + gold-vs-proxy figure of every policy trained on a
+    learned reward model. Keys: accuracy_{rm}, sarm_{what}, features_{reward}, eval_{reward}, figure_{reward}."""
+    run = wildcards.run
+    inputs = {"accuracy_plain": rules.plain_rm.output.rm.format(run=run)}
+    if config["sarm"]["enabled"]:
+        inputs.update({
+            "accuracy_sarm": rules.sarm.output.accuracy.format(run=run),
+            "sarm_comparison": rules.rm_comparison.output.table.format(run=run),
+            "sarm_attribution": rules.sarm_analysis.output.attribution.format(run=run),
+            "sarm_shift": rules.sarm_analysis.output.shift.format(run=run),
+            "sarm_recovery": rules.sarm_analysis.output.recovery.format(run=run),
+            "sarm_autointerp": rules.sarm_autointerp.output.table.format(run=run),
+        })
+    for reward in INTERPRETED:
+        inputs[f"features_{reward}"] = rules.scoring.output.table.format(run=run, reward=reward)
+    if GOLD:
+        for reward, r in config["rewards"].items():
+            if r["type"] == "reward_model":
+                inputs[f"eval_{reward}"] = rules.rl_eval.output.summary.format(run=run, reward=reward)
+                inputs[f"figure_{reward}"] = rules.gold_vs_proxy.output.figure.format(run=run, reward=reward)
     return inputs
 
 
@@ -304,8 +332,15 @@ def crosscoder_folders(wildcards):
 def learned_reward_inputs(*names):
     """The reward-model folders this run builds that the rewards ``names`` read (reward_model type), so a
     policy trained against a learned reward waits for it; empty for every other reward."""
+    from rlhf_lens.rewards.reward_model import BUILT_PATH
+
     built = _built_paths(config)
-    return [built[n] for n in names if n in built]
+    out = []
+    for name in (n for n in names if n in built):
+        path = built[name].rstrip("/")
+        # The plain RM is a directory output; SARM's files are outputs one by one (its read-off writes beside them).
+        out += [f"{path}/cfg.json", f"{path}/sarm.safetensors"] if BUILT_PATH.match(path)["rm"] == "sarm" else [path]
+    return out
 
 
 def rl_reward_inputs(wildcards):

@@ -142,5 +142,5 @@ rule crosscoder_cards:
 
 
 if config["crosscoder"]["enabled"]:
-    ALL_TARGETS += expand(rules.crosscoder_summary.output.table, run=RUN, reward=REWARDS)
-    ALL_TARGETS += expand(rules.crosscoder_cards.output.cards, run=RUN, reward=REWARDS)
+    ALL_TARGETS += expand(rules.crosscoder_summary.output.table, run=RUN, reward=INTERPRETED)
+    ALL_TARGETS += expand(rules.crosscoder_cards.output.cards, run=RUN, reward=INTERPRETED)

@@ -124,4 +124,4 @@ rule features_summary:
         "../workflow_scripts/features_summary.py"
 
 
-ALL_TARGETS += expand(rules.features_summary.output.table, run=RUN, reward=REWARDS)
+ALL_TARGETS += expand(rules.features_summary.output.table, run=RUN, reward=INTERPRETED)

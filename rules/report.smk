@@ -32,13 +32,13 @@ rule report_assets:
 
 
 rule summary:
-    """The headline numbers of the run in words (results/{run}/summary.md), every reward."""
+    """The headline numbers of the run in words (results/{run}/summary.md), every interpreted reward."""
     input:
         unpack(summary_inputs),
     output:
         summary="results/{run}/summary.md",
     params:
-        rewards=REWARDS,
+        rewards=INTERPRETED,
     log:
         "logs/{run}/summary.log",
     threads: 1
@@ -52,7 +52,7 @@ rule summary:
 
 
 ALL_TARGETS += expand(rules.summary.output.summary, run=RUN)
-ALL_TARGETS += expand(rules.report_assets.output.cards, run=RUN, reward=REWARDS)
+ALL_TARGETS += expand(rules.report_assets.output.cards, run=RUN, reward=INTERPRETED)
 
 
 rule calibration:

@@ -1,6 +1,7 @@
 # SARM (a sparse-autoencoder reward model) trained on the overseer's preference pairs, then read off.
-# Off unless sarm.overseer is set. The model's files are outputs one by one (not a directory output), so
-# the read-off can write its tables into the same folder, results/{run}/reward_models/sarm/.
+# Off unless sarm.enabled is true; the overseer is preferences.overseer. The model's files are outputs one by
+# one (not a directory output), so the read-off can write its tables into the same folder,
+# results/{run}/reward_models/sarm/.
 
 
 rule sarm:
@@ -44,7 +45,7 @@ rule sarm_analysis:
         examples="results/{run}/reward_models/sarm/examples.parquet",
     params:
         analysis=config["sarm"]["analysis"],
-        overseer=lambda wildcards: config["rewards"][config["sarm"]["overseer"]],
+        overseer=lambda wildcards: config["rewards"][config["preferences"]["overseer"]],
         examples=config["autointerp"]["examples"],
         seed=config["seed"],
     log:
@@ -58,5 +59,55 @@ rule sarm_analysis:
         "../workflow_scripts/sarm_analysis.py"
 
 
-if config["sarm"]["overseer"] is not None:
-    ALL_TARGETS += expand(rules.sarm_analysis.output, run=RUN) + expand(rules.sarm.output.accuracy, run=RUN)
+rule sarm_autointerp:
+    """SARM's top-|w| latents explained and scored by the autointerp pipeline (the policy features' explainer,
+    scorers and LLM cache) on their RM-corpus examples (examples.parquet of rule sarm_analysis)."""
+    input:
+        examples=rules.sarm_analysis.output.examples,
+        llm=autointerp_llm_inputs,
+    output:
+        table="results/{run}/reward_models/sarm/autointerp.parquet",
+    params:
+        autointerp=result_settings("autointerp"),
+        seed=config["seed"],
+    log:
+        "logs/{run}/reward_models/sarm_autointerp.log",
+    threads: threads_for("autointerp")
+    resources:
+        **resources_for("autointerp"),
+    conda:
+        "../envs/rlhf_lens.yaml"
+    script:
+        "../workflow_scripts/sarm_autointerp.py"
+
+
+if config["sarm"]["enabled"]:
+    ALL_TARGETS += expand(rules.sarm_analysis.output, run=RUN) + expand(rules.sarm_autointerp.output, run=RUN) + expand(rules.sarm.output.accuracy, run=RUN)
+
+
+rule rm_comparison:
+    """SARM next to the plain RM on the same held-out pairs: pair accuracy and Spearman with CIs over prompt
+    groups, and SARM minus plain (paired resamples); the bootstrap settings are plain_rm's."""
+    input:
+        plain=rules.plain_rm.output.rm,
+        sarm=rules.sarm.output.scores,
+    output:
+        table="results/{run}/reward_models/comparison.parquet",
+    params:
+        bootstrap=config["plain_rm"]["bootstrap"],
+        ci_level=config["plain_rm"]["ci_level"],
+        seed=config["seed"],
+    log:
+        "logs/{run}/reward_models/comparison.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/rlhf_lens.yaml"
+    script:
+        "../workflow_scripts/rm_comparison.py"
+
+
+if config["sarm"]["enabled"]:
+    ALL_TARGETS += expand(rules.rm_comparison.output.table, run=RUN)

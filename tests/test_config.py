@@ -171,3 +171,14 @@ def test_snakemake_rejects_bad_command_line_override(tmp_path):
     assert proc.returncode != 0
     assert "--config overrides" in proc.stderr
     assert "'rewards.x.type' has value 'nope'" in proc.stderr
+
+
+def test_interpret_rewards_names_configured_rewards_and_defaults_to_all():
+    from rlhf_lens.config import interpreted_rewards
+
+    rewards = {"a": {"type": "utility_table"}, "b": {"type": "utility_table"}}
+    assert interpreted_rewards(validate_config({"rewards": rewards})) == ["a", "b"]
+    assert interpreted_rewards(validate_config({"rewards": rewards, "interpret_rewards": ["b"]})) == ["b"]
+    assert interpreted_rewards(validate_config({"rewards": rewards, "interpret_rewards": []})) == []
+    with pytest.raises(ConfigError, match="key 'interpret_rewards' names reward 'c', which is not configured"):
+        validate_config({"rewards": rewards, "interpret_rewards": ["c"]})

@@ -1,5 +1,7 @@
-"""configs/learned_rm.yaml in small: preference pairs from a planted overseer, the plain reward model with its
-held-out accuracy, PPO against it with the overseer as gold, and the gold-vs-proxy figure, run by Snakemake."""
+"""configs/learned_rm.yaml in small, by `rule all`: preference pairs from a planted overseer, the plain reward
+model and SARM with their held-out accuracy side by side, SARM's read-off and its latents explained, PPO against
+each with the overseer as gold, the gold-vs-proxy figures and the reward-model report page; no interpretation
+chain (interpret_rewards: [])."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from snakemake_helpers import REPO, snakemake
 
 pytestmark = pytest.mark.workflow
 
-TARGETS = ["results/tiny/reward_models/plain", "results/tiny/rl/rm/gold_vs_proxy.png"]
+TARGETS = []  # rule all, as the shipped config is run
 
 
 def planted_table(tokenizer, path):
@@ -38,18 +40,24 @@ def learned_run(tmp_path_factory, tiny_model_dir, tokenizer):
     config = {**shipped, "run": "tiny", "model": {"name": "tiny", "spec": str(tiny_model_dir)},
               "prompts": {"max_texts": 40},
               "rewards": {"utility": {"type": "utility_table", "table": str(table)},
-                          "rm": {"type": "reward_model", "path": "results/tiny/reward_models/plain"}},
+                          "rm": {"type": "reward_model", "path": "results/tiny/reward_models/plain"},
+                          "sarm": {"type": "reward_model", "path": "results/tiny/reward_models/sarm"}},
               "preferences": {**shipped["preferences"], "prompts": 20, "samples_per_prompt": 3,
                               "heldout_fraction": 0.25},
               "plain_rm": {"epochs": 1, "learning_rate": 1e-3, "batch_size": 8, "bootstrap": 200,
                            "checkpoint_every": 2},
+              "sarm": {"enabled": True, "sae_multiple": 2, "k": 4, "sae_epochs": 3, "epochs": 5, "bootstrap": 100,
+                       "analysis": {"shift_latents": 2, "recovery_min_tokens": 1, "recovery_shuffles": 50,
+                                    "example_latents": 2, "bootstrap": 100}},
+              "autointerp": {"explain_max_tokens": 12, "cache_dir": "llm_cache"},
               "rl": {"gold": "utility",
                      "ppo": {"steps": 2, "batch_size": 4, "mini_batch_size": 2, "ppo_epochs": 1,
                              "response_min_tokens": 6, "response_max_tokens": 6},
                      "eval": {"prompts": 3, "samples_per_prompt": 2, "bootstrap": 200}}}
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     start = time.perf_counter()
-    proc = snakemake(*TARGETS, "--configfile", "config.yaml", cwd=workdir)  # targets first: --configfile takes a list
+    # targets first (--configfile takes a list); rule all is ~18 short jobs, so allow for a loaded machine
+    proc = snakemake(*TARGETS, "--configfile", "config.yaml", cwd=workdir, timeout=1800)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     print(f"tiny learned-RM workflow: {time.perf_counter() - start:.1f} s")
     return workdir
@@ -111,15 +119,43 @@ def test_rl_against_the_reward_model_logs_and_evaluates_the_gold_reward(learned_
     assert (out / "gold_vs_proxy.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_sarm_next_to_the_plain_rm_and_read_off_in_the_report(learned_run):
+    from rlhf_lens.reward_models.sarm_autointerp import OUTPUT_COLUMNS
+
+    rms = learned_run / "results/tiny/reward_models"
+    comparison = pd.read_parquet(rms / "comparison.parquet").set_index("model")
+    assert list(comparison.index) == ["plain", "sarm", "sarm - plain"]
+    for name in ("plain", "sarm"):  # each row is that model's accuracy.json
+        acc = json.loads((rms / name / "accuracy.json").read_text())
+        assert comparison.loc[name, "pair_accuracy"] == pytest.approx(acc["pair_accuracy"]["mean"])
+    assert comparison.loc["sarm - plain", "pair_accuracy"] == pytest.approx(
+        comparison.loc["sarm", "pair_accuracy"] - comparison.loc["plain", "pair_accuracy"])
+    explained = pd.read_parquet(rms / "sarm/autointerp.parquet")
+    examples = pd.read_parquet(rms / "sarm/examples.parquet")
+    assert list(explained.columns) == OUTPUT_COLUMNS and explained.feature.tolist() == examples.feature.tolist()
+    page = (learned_run / "results/tiny/report/reward_models.md").read_text()
+    for heading in ("Against the overseer", "reward-carrying latents", "Preference shift", "Overseer recovery",
+                    "Over-optimisation"):
+        assert heading in page
+    assert "sarm - plain" in page and "../rl/sarm/gold_vs_proxy.png" in page
+    assert (learned_run / "results/tiny/rl/sarm/gold_vs_proxy.png").is_file()
+    # interpret_rewards: [] leaves the interpretation chain out of rule all
+    assert not (learned_run / "results/tiny/features").exists()
+
+
 def test_rerun_has_nothing_to_do(learned_run):
     proc = snakemake(*TARGETS, "--dry-run", "--configfile", "config.yaml", cwd=learned_run)
     assert proc.returncode == 0 and "Nothing to be done" in proc.stdout + proc.stderr, proc.stdout[-2000:]
 
 
-def test_shipped_config_plans_preferences_rm_and_rl(tmp_path):
-    proc = snakemake("results/learned_rm/rl/rm/gold_vs_proxy.png", "--dry-run", "--configfile",
-                     str(REPO / "configs/learned_rm.yaml"), cwd=tmp_path)
+def test_shipped_config_plans_both_rms_and_rl_against_each_without_interpretation(tmp_path):
+    from snakemake_helpers import planned_jobs
+
+    proc = snakemake("--dry-run", "--configfile", str(REPO / "configs/learned_rm.yaml"), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    out = proc.stdout + proc.stderr
-    for rule in ("preferences", "plain_rm", "rl", "rl_eval", "gold_vs_proxy"):
-        assert f"rule {rule}:" in out, rule
+    jobs = planned_jobs(proc)
+    for rule in ("preferences", "plain_rm", "sarm", "sarm_analysis", "sarm_autointerp", "rm_comparison",
+                 "reward_model_report"):
+        assert jobs.get(rule) == 1, rule
+    assert jobs["rl"] == jobs["rl_eval"] == jobs["gold_vs_proxy"] == 3  # the overseer, the plain RM, SARM
+    assert not {"activations", "sae", "features", "autointerp", "scoring"} & set(jobs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -24,7 +25,7 @@ def sarm_run(tmp_path_factory, tiny_model_dir):
     config = {"run": "tiny", "model": {"name": "tiny", "spec": str(tiny_model_dir)},
               "rewards": {"words": {"type": "utility_table", "table": str(workdir / "words.csv")}},
               "preferences": {"source": str(workdir / "pairs.parquet"), "overseer": "words"},
-              "sarm": {"overseer": "words", "sae_multiple": 4, "k": 4, "sae_epochs": 5, "epochs": 5, "bootstrap": 100,
+              "sarm": {"enabled": True, "sae_multiple": 4, "k": 4, "sae_epochs": 5, "epochs": 5, "bootstrap": 100,
                        "analysis": {"shift_latents": 2, "recovery_min_tokens": 1, "recovery_shuffles": 50,
                                     "example_latents": 2, "bootstrap": 100}}}
     return run_config(workdir, config, "--printshellcmds", "results/tiny/reward_models/sarm/recovery.json",
@@ -41,14 +42,18 @@ def test_sarm_artifacts(sarm_run):
     pair = accuracy["pair_accuracy"]
     heldout = pd.read_parquet(sarm_run / "results/tiny/preferences/words/heldout.parquet")
     assert pair["n_pairs"] == len(heldout) > 0 and pair["n_groups"] == heldout["group"].nunique()
-    assert 0 <= pair["ci"][0] <= pair["accuracy"] <= pair["ci"][1] <= 1
-    assert -1 <= accuracy["spearman"]["spearman"] <= 1
+    assert 0 <= pair["ci95"][0] <= pair["mean"] <= pair["ci95"][1] <= 1
+    assert -1 <= accuracy["spearman"]["mean"] <= 1 and accuracy["against"] == "overseer rewards"
     # the per-pair scores are the loaded model's scores of the held-out texts
     scores = pd.read_parquet(out / "pair_scores.parquet")
     sarm = load_sarm(out)
     assert sarm.score((heldout.prompt + heldout.chosen).tolist()).numpy() == pytest.approx(
         scores.chosen_score.to_numpy(), abs=1e-5)
-    assert pair["accuracy_pooled"] == pytest.approx((scores.chosen_score > scores.rejected_score).mean())
+    # accuracy against the overseer's preference (the higher overseer reward), as for the plain RM
+    c, r = scores.chosen_score.to_numpy(), scores.rejected_score.to_numpy()
+    agree = (c > r) + 0.5 * (c == r)
+    right = np.where(scores.chosen_reward > scores.rejected_reward, agree, 1 - agree)
+    assert pair["mean"] == pytest.approx(right.mean())
     shift = pd.read_parquet(out / "shift.parquet")
     assert (shift[shift.set == "complement"].max_abs_change == 0).all()
     recovery = json.loads((out / "recovery.json").read_text())
@@ -56,12 +61,12 @@ def test_sarm_artifacts(sarm_run):
     assert set(pd.read_parquet(out / "attribution.parquet").columns) >= {"response", "latent", "contribution", "gold"}
 
 
-def test_sarm_overseer_must_be_a_configured_reward():
-    with pytest.raises(ConfigError, match="key 'sarm.overseer' names reward 'nosuch', which is not configured"):
-        validate_config({"sarm": {"overseer": "nosuch"}})
+def test_sarm_needs_the_preferences_overseer():
+    with pytest.raises(ConfigError, match="key 'sarm.enabled' is true but 'preferences.overseer' is not set"):
+        validate_config({"sarm": {"enabled": True}})
 
 
 def test_sarm_block_beyond_the_depth_fails_at_validation(tiny_model_dir):
     with pytest.raises(ConfigError, match=r"key 'sarm.block' has value 2: the model 'tiny' has 2 blocks"):
         validate_config({"model": {"name": "tiny", "spec": str(tiny_model_dir)},
-                         "sarm": {"overseer": "utility", "block": 2}})
+                         "preferences": {"overseer": "utility"}, "sarm": {"enabled": True, "block": 2}})

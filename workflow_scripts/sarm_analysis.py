@@ -8,7 +8,7 @@ from rlhf_lens.reward_models.sarm_analysis import SARMAnalysisConfig, sarm_analy
 from rlhf_lens.rewards import build_reward
 
 device = start_job(snakemake.log[0], snakemake.threads, snakemake.config["device"])
-name = snakemake.config["sarm"]["overseer"]
+name = snakemake.config["preferences"]["overseer"]  # the overseer that labelled the pairs SARM learned
 overseer = build_reward(name, {name: snakemake.params.overseer}, device=device,
                         trust_remote_code=snakemake.config["model"]["trust_remote_code"])
 analysis = {k: tuple(v) if isinstance(v, list) else v for k, v in snakemake.params.analysis.items()}

@@ -278,9 +278,10 @@ def _shaping_problems(config: dict) -> list[str]:
 
 
 def _reward_name_problems(config: dict) -> list[str]:
-    """``rl.per_reward`` and ``calibration.rewards`` must name configured rewards."""
+    """``rl.per_reward``, ``calibration.rewards`` and ``interpret_rewards`` must name configured rewards."""
     rewards = sorted(config["rewards"])
     named = [("rl.per_reward", n) for n in config["rl"].get("per_reward", {})]
+    named += [("interpret_rewards", n) for n in config.get("interpret_rewards") or []]
     named += [("calibration.rewards", n) for n in config.get("calibration", {}).get("rewards", [])]
     return [f"key {key!r} names reward {name!r}, which is not configured: expected one of {', '.join(rewards)}"
             for key, name in named if name not in config["rewards"]]
@@ -306,24 +307,27 @@ def _model_depth(config: dict) -> int | None:
 
 
 def _sarm_problems(config: dict) -> list[str]:
-    """``sarm.overseer`` must name a configured reward; ``sarm.block`` must be below the model's depth
-    when that depth can be read without loading the model."""
+    """``sarm.enabled`` needs the overseer of the run's preference pairs (``preferences.overseer``, whose
+    token utilities recovery reads); ``sarm.block`` must be below the model's depth when that depth can be
+    read without loading the model."""
     sarm = config["sarm"]
-    if sarm["overseer"] is None:
+    if not sarm["enabled"]:
         return []
     problems = []
-    if sarm["overseer"] != config["preferences"]["overseer"]:
-        problems.append(f"key 'sarm.overseer' has value {sarm['overseer']!r}: SARM learns from the run's preference "
-                        f"pairs, so expected the same reward as 'preferences.overseer' "
-                        f"({config['preferences']['overseer']!r})")
-    if sarm["overseer"] not in config["rewards"]:
-        problems.append(f"key 'sarm.overseer' names reward {sarm['overseer']!r}, which is not configured: expected one "
-                        f"of {', '.join(sorted(config['rewards']))}")
+    if config["preferences"]["overseer"] is None:
+        problems.append("key 'sarm.enabled' is true but 'preferences.overseer' is not set: SARM learns the run's "
+                        "preference pairs and recovery reads their overseer, so expected a reward name there")
     depth = _model_depth(config) if sarm["block"] is not None else None
     if depth is not None and sarm["block"] >= depth:
         problems.append(f"key 'sarm.block' has value {sarm['block']!r}: the model {config['model']['name']!r} has "
                         f"{depth} blocks, expected an integer in 0..{depth - 1} (or null for half depth)")
     return problems
+
+
+def interpreted_rewards(config: dict) -> list[str]:
+    """The rewards whose policies ``rule all`` interprets, in ``rewards`` order (``interpret_rewards``; null: all)."""
+    chosen = config.get("interpret_rewards")
+    return [r for r in config["rewards"] if chosen is None or r in chosen]
 
 
 def preferences_enabled(config: dict) -> bool:
@@ -337,7 +341,7 @@ def built_reward_models(config: dict) -> set[str]:
     # A new reward model adds its name here when its section is configured.
     if not preferences_enabled(config):
         return set()
-    return {"plain"} | ({"sarm"} if config["sarm"]["overseer"] is not None else set())
+    return {"plain"} | ({"sarm"} if config["sarm"]["enabled"] else set())
 
 
 def _built_paths(config: dict) -> dict[str, str]:

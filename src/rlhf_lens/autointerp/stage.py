@@ -123,7 +123,9 @@ def _latent_columns(sae, x, features: np.ndarray | None, batch_size: int = 4096)
     return counts, (np.concatenate(cols) if features is not None else None)
 
 
-def _examples_json(examples: FeatureExamples, predicted: list | None) -> str:
+def examples_json(examples: FeatureExamples, predicted: list | None) -> str:
+    """The ``examples`` cell of an autointerp row: explanation and scoring windows, with each scoring window's
+    kind and simulated activations (``predicted``), as JSON (what feature cards draw)."""
     score = []
     for i, (window, kind) in enumerate(zip(examples.score, examples.score_kinds)):
         score.append({"tokens": window.tokens, "activations": window.activations, "kind": kind,
@@ -181,7 +183,7 @@ def autointerp_stage(store, layer: int, sae_dir, matches_path, out_path, llm, *,
         rows.append({**result, "role": role, "layer": layer, "dictionary": dictionary, "selected": meta.selected,
                      "rank": int(meta.rank), "max_cosine": float(meta.max_cosine), "match": int(meta.match),
                      "density": float(meta.density),
-                     "n_tokens": len(tokens), "examples": _examples_json(examples, predicted),
+                     "n_tokens": len(tokens), "examples": examples_json(examples, predicted),
                      "histogram": _histogram_json(acts)})
     table = pd.DataFrame(rows, columns=OUTPUT_COLUMNS)
     ok = table["status"] == "ok"

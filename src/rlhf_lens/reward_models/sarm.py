@@ -94,8 +94,8 @@ class SARMError(ValueError):
 class SARMConfig:
     """How SARM is built and trained (``sarm:`` in config.yaml, without ``analysis``)."""
 
-    overseer: str | None = None
-    """The reward (a name in ``rewards``) whose preference pairs SARM learns; null: no SARM in the run."""
+    enabled: bool = False
+    """Train SARM on the run's preference pairs (those of the plain RM, labelled by ``preferences.overseer``)."""
     block: int | None = None
     """0-based block whose output is read (blocks after it are dropped); null: n_blocks // 2 - 1 (half depth, as SARM)."""
     sae_multiple: int = 4
@@ -597,30 +597,29 @@ def sarm_stage(model_dir: str | os.PathLike, train_path: str | os.PathLike, held
     """
     from ..atomic import write_json, write_parquet
     from ..missing import json_safe
-    from .pair_metrics import heldout_accuracy
+    from .accuracy import accuracy_report
 
     train, heldout = read_pairs(train_path), read_pairs(heldout_path)
     resolve_block(cfg.block, model_depth(model_dir))
     out = Path(out_dir)
     work = out.parent / f".{out.name}.work"  # checkpoints beside the output: Snakemake clears outputs of failed jobs
     sarm = train_sarm(model_dir, train, cfg, seed=seed, device=device, work_dir=work)
-    texts, chosen, rejected = pair_texts(heldout)
-    scores = sarm.score(texts).double().numpy()
+    # The plain RM's measures on the same pairs (accuracy.accuracy_report), so the two are compared like for like.
+    report, table = accuracy_report(lambda p, r: sarm.score([a + b for a, b in zip(p, r)]).double().numpy(), heldout,
+                                    n_boot=cfg.bootstrap, seed=seed)
     summary = {"rm": "sarm", "architecture": ARCHITECTURE, "train_pairs": len(train), "heldout_pairs": len(heldout),
                "block": sarm.info["block"], "head_input": cfg.head_input, "train": cfg.train,
                "train_seconds": sarm.info["train_seconds"], "sae_seconds": sarm.info["sae_seconds"],
                "train_accuracy_last_epoch": sarm.info["history"][-1]["accuracy"] if sarm.info["history"] else None,
                "sae_normalised_mse": sarm.info["sae"]["normalised_mse"], "seed": seed,
-               **heldout_accuracy(heldout, scores[chosen], scores[rejected], cfg.bootstrap, seed=seed)}
+               "heldout": str(heldout_path), **report}
     save_sarm(sarm, out)
-    table = heldout[["prompt_index", "group", "chosen_reward", "rejected_reward", "p_chosen"]].copy()
-    table["chosen_score"], table["rejected_score"] = scores[chosen], scores[rejected]
     write_parquet(table, out / "pair_scores.parquet")
     write_json(json_safe(summary, finite=True), out / "accuracy.json")
     import shutil
 
     shutil.rmtree(work, ignore_errors=True)
-    log.info("SARM held-out pair accuracy %.3f %s, Spearman %.3f %s (%.1f s)", summary["pair_accuracy"]["accuracy"],
-             summary["pair_accuracy"]["ci"], summary["spearman"]["spearman"], summary["spearman"]["ci"],
-             summary["train_seconds"])
+    acc, rho = summary["pair_accuracy"], summary["spearman"]
+    log.info("SARM held-out pair accuracy %.3f %s, Spearman %.3f %s (%.1f s)", acc["mean"], acc["ci95"], rho["mean"],
+             rho["ci95"], summary["train_seconds"])
     return summary

@@ -27,7 +27,7 @@ latents z (m,) at its last token and a reward ``r = sum_i w_i z_i``; w (m,) are 
   from the RM corpus (the train texts, every token) chosen by ``rlhf_lens.autointerp.examples.select_examples``
   (top, quantile and silent windows split by prompt group), one row per latent with the record's fields;
   ``feature_examples(row)`` rebuilds the ``FeatureExamples`` that ``autointerp.pipeline.explain_and_score``
-  takes. The autointerp rule itself reads an activation store and is not wired to these yet.
+  takes; rule sarm_autointerp (``sarm_autointerp.explain_sarm_latents``) explains and scores them.
 """
 
 from __future__ import annotations

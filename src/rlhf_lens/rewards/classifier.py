@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from .base import Reward, RewardConfig, RewardError
+from .hf_classifier import label_logits, load_sequence_classifier
 
 log = logging.getLogger(__name__)
 
@@ -38,25 +39,14 @@ class ClassifierReward(Reward):
 
     def __init__(self, model_spec: str, label: str, *, name: str = "classifier", device: str = "cpu",
                  batch_size: int = 32, trust_remote_code: bool = False, scope: str = "response"):
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
         self.name, self.device, self.batch_size, self.scope = name, device, batch_size, scope
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(model_spec, trust_remote_code=trust_remote_code)
-            self.model = AutoModelForSequenceClassification.from_pretrained(
-                model_spec, use_safetensors=True, trust_remote_code=trust_remote_code).to(device).eval()
-        except (OSError, ValueError) as exc:
-            raise RewardError(f"key 'rewards.{name}.model' has value {model_spec!r}: cannot load a "
-                              f"sequence-classification model from it ({exc})") from exc
+        self.tokenizer, self.model = load_sequence_classifier(model_spec, key=f"rewards.{name}.model", device=device,
+                                                              trust_remote_code=trust_remote_code)
         labels = {str(v): int(k) for k, v in self.model.config.id2label.items()}
         if label not in labels:
             raise RewardError(f"key 'rewards.{name}.label' has value {label!r}: the model {model_spec!r} has "
                               f"labels {', '.join(sorted(labels))}")
         self.label, self.label_index = label, labels[label]
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        if self.model.config.pad_token_id is None:
-            self.model.config.pad_token_id = self.tokenizer.pad_token_id
         self.max_length = min(getattr(self.tokenizer, "model_max_length", 512) or 512, 4096)
 
     @classmethod
@@ -71,13 +61,6 @@ class ClassifierReward(Reward):
         return self
 
     def score(self, prompts: Sequence[str], responses: Sequence[str]):
-        import torch
-
         texts = [f"{p}{r}" if self.scope == "prompt_and_response" else r for p, r in zip(prompts, responses)]
-        out = []
-        with torch.no_grad():
-            for i in range(0, len(texts), self.batch_size):
-                enc = self.tokenizer(texts[i:i + self.batch_size], return_tensors="pt", padding=True,
-                                     truncation=True, max_length=self.max_length).to(self.device)
-                out.append(self.model(**enc).logits[:, self.label_index].float().cpu())
-        return torch.cat(out) if out else torch.zeros(0)
+        return label_logits(self.tokenizer, self.model, texts, self.label_index, batch_size=self.batch_size,
+                            max_length=self.max_length, device=self.device)

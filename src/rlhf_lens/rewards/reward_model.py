@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .base import Reward, RewardConfig, RewardError
+from .hf_classifier import label_logits, load_sequence_classifier
 
 log = logging.getLogger(__name__)
 
@@ -131,21 +132,10 @@ class RewardModelReward(Reward):
             if hasattr(self.model, "to"):
                 self.model.to(device)
             return
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-            self.model = AutoModelForSequenceClassification.from_pretrained(
-                path, use_safetensors=True, trust_remote_code=trust_remote_code).to(device).eval()
-        except (OSError, ValueError) as exc:
-            raise RewardError(f"key 'rewards.{name}.path' has value {str(path)!r}: cannot load a "
-                              f"sequence-classification model from it ({exc})") from exc
+        self.tokenizer, self.model = load_sequence_classifier(str(path), key=f"rewards.{name}.path", device=device,
+                                                              trust_remote_code=trust_remote_code)
         labels = classifier_labels(path)
         self.label_index = labels.index(label) if label is not None else 0
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        if self.model.config.pad_token_id is None:
-            self.model.config.pad_token_id = self.tokenizer.pad_token_id
         self.tokenizer.padding_side = "right"
         self.tokenizer.truncation_side = "left"
 
@@ -177,14 +167,8 @@ class RewardModelReward(Reward):
         texts = list(texts)
         if self.kind != "hf":
             return torch.as_tensor(self.model.score(texts), dtype=torch.float32).cpu()
-        out = []
-        with torch.no_grad():
-            for i in range(0, len(texts), self.batch_size):
-                enc = self.tokenizer(texts[i:i + self.batch_size], return_tensors="pt", padding=True,
-                                     truncation=True, max_length=self.max_length,
-                                     add_special_tokens=True).to(self.device)
-                out.append(self.model(**enc).logits[:, self.label_index].float().cpu())
-        return torch.cat(out) if out else torch.zeros(0)
+        return label_logits(self.tokenizer, self.model, texts, self.label_index, batch_size=self.batch_size,
+                            max_length=self.max_length, device=self.device)
 
     def score(self, prompts: Sequence[str], responses: Sequence[str]):
         return self.score_texts(self.texts(prompts, responses))
