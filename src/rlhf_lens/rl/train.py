@@ -106,11 +106,17 @@ class RLRun:
         prompt_texts = [self.tokenizer.decode(q, skip_special_tokens=True) for q in queries]
         decoded = [decode_with_spans(self.tokenizer, r) for r in responses]
         texts, spans = [d[0] for d in decoded], [d[1] for d in decoded]
-        if cfg.reward_placement == "last_token":
-            scores = last_token_rewards(self.reward.score(prompt_texts, texts), [len(s) for s in spans])
+        lengths = [len(s) for s in spans]
+        if self.reward.reads_policy_hidden:  # scored inside the step's policy forward (no extra pass)
+            def scores(hidden, mask):
+                seq = self.reward.score_with_hidden(prompt_texts, texts, hidden, mask, step=step, steps=cfg.steps)
+                return last_token_rewards(seq, lengths)
+        elif cfg.reward_placement == "last_token":
+            scores = last_token_rewards(self.reward.score(prompt_texts, texts), lengths)
         else:
             scores = self.reward.token_rewards(prompt_texts, texts, spans)
         stats = self.trainer.step(queries, responses, scores, groups)
+        stats.update(self.reward.after_policy_step(groups, step=step, steps=cfg.steps))
         if self.gold is not None:  # scored after the update draws nothing from the RNG, so resume stays exact
             gold = self.gold.score(prompt_texts, texts).float()
             stats.update({"gold_reward_mean": float(gold.mean()),
@@ -126,12 +132,14 @@ class RLRun:
         if found:
             self.step, state = found
             self.trainer.load_state_dict(state["trainer"])
+            self.reward.load_state_dict(state.get("reward") or {})
             self.rows = list(state["rows"])
 
     def checkpoint(self) -> None:
         if self.checkpoint_dir is not None:
             save_checkpoint(self.checkpoint_dir, self.step,
-                            {"trainer": self.trainer.state_dict(), "rows": self.rows}, self.fp)
+                            {"trainer": self.trainer.state_dict(), "rows": self.rows,
+                             "reward": self.reward.state_dict()}, self.fp)
 
     def train(self, until: int | None = None) -> pd.DataFrame:
         """Run PPO steps up to ``until`` (default config.steps); returns the metrics table so far."""
