@@ -25,6 +25,7 @@ include: "rules/interp.smk"
 include: "rules/crosscoder.smk"
 include: "rules/autointerp.smk"
 include: "rules/sarm.smk"
+include: "rules/r2m.smk"
 include: "rules/report.smk"
 
 

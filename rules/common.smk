@@ -15,7 +15,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 try:
-    from rlhf_lens.config import (ConfigError, _built_paths, plain_rm_config, preferences_config,
+    from rlhf_lens.config import (ConfigError, _built_paths, plain_rm_config, preferences_config, r2m_arms,
                                   preferences_enabled, rl_settings, rule_resources, validate_config)
     from rlhf_lens.rl.algorithm import algorithm_settings
 except ImportError as _err:  # the package is installed (editable) by `make setup` and by envs/rlhf_lens.yaml

@@ -236,3 +236,61 @@ def test_bad_r2m_settings_are_config_errors_naming_the_key(rm_dir, tiny_model_di
     ok = validate_config({"rewards": {"x": {"type": "r2m", "path": str(rm_dir)}}})
     assert ok["rewards"]["x"]["omega_min"] == 0.6 and ok["rewards"]["x"]["alpha"] == 0.3
     assert isinstance(build_reward("x", ok["rewards"]), R2MReward)
+
+
+# ---------------------------------------------------------------- the comparison's numbers and verdict
+
+
+def _samples(shift: float, n_prompts: int = 12, seeds=(0, 1, 2), seed: int = 0):
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for rew, delta in (("rm", 0.0), ("r2m", shift)):
+        for s in seeds:
+            for p in range(n_prompts):
+                for k in range(2):
+                    rows.append({"algorithm": "rloo", "reward": rew, "seed": s, "prompt_index": p, "sample": k,
+                                 "proxy": rng.normal(), "gold": rng.normal(0, 0.1) + delta + 0.05 * p,
+                                 "kl": 1.0, "hidden": rng.normal(size=4).tolist()})
+    summaries = pd.DataFrame([{"algorithm": "rloo", "reward": r, "seed": s, "accuracy_before": 0.6,
+                               "accuracy_after": 0.7} for r in ("rm", "r2m") for s in seeds])
+    return pd.DataFrame(rows), summaries
+
+
+def test_the_comparison_measures_the_gold_difference_and_words_the_verdict_by_the_rule():
+    from rlhf_lens.r2m.compare import comparison_table
+    from rlhf_lens.report.r2m import verdicts
+
+    samples, summaries = _samples(shift=0.5)
+    table = comparison_table(samples, summaries, "rm", n_boot=400)
+    row = table[table.reward == "r2m"].iloc[0]
+    by_hand = samples[samples.reward == "r2m"].gold.mean() - samples[samples.reward == "rm"].gold.mean()
+    assert row.gold_difference == pytest.approx(by_hand)
+    assert row.gold_difference_ci95[0] > 0 and row.gold_difference_p < 0.05
+    assert "R2M (r2m) reduced over-optimisation" in verdicts(table, ["r2m"], "rm")[0]
+    samples, summaries = _samples(shift=0.0)
+    table = comparison_table(samples, summaries, "rm", n_boot=400)
+    assert "did not measurably change" in verdicts(table, ["r2m"], "rm")[0]
+    assert "no effect at this size" in verdicts(table, ["r2m"], "rm")[0]
+
+
+def test_detection_auroc_finds_planted_similar_hidden_states_of_over_optimised_samples():
+    from rlhf_lens.r2m.compare import auroc, detection_table, over_optimised
+
+    assert auroc(np.array([1, 2, 3, 4]), np.array([0, 0, 1, 1])) == 1.0
+    assert auroc(np.array([1, 1, 1, 1]), np.array([0, 0, 1, 1])) == 0.5
+    samples, _ = _samples(shift=0.0)
+    run = samples[(samples.reward == "rm") & (samples.seed == 0)].reset_index(drop=True)
+    over = over_optimised(run)
+    assert over.any() and not over.all()
+    assert (run.proxy[over] >= run.proxy.quantile(0.75)).all() and (run.gold[over] < run.gold.median()).all()
+    # plant: every over-optimised sample's hidden state points one way, so they are similar to one another
+    planted = samples.copy()
+    for (rew, s), part in planted.groupby(["reward", "seed"]):
+        flags = over_optimised(part.reset_index(drop=True))
+        for i, flag in zip(part.index, flags):
+            if flag:
+                planted.at[i, "hidden"] = [5.0, 5.0, 5.0, 5.0]
+    det = detection_table(planted, n_boot=200)
+    assert (det.auroc > 0.9).all() and all(lo > 0.5 for lo, _ in det.auroc_ci95)

@@ -1,8 +1,8 @@
 """The ``rl`` rule: PPO-train a policy against one reward and write the policy, metrics and curves.
 
 Outputs (paths given by the caller): ``policy/`` a plain HF folder (no value head inside, so it
-loads like any model), ``metrics.parquet`` one row per PPO step, ``curves.png`` reward and KL
-per step. Checkpoints go to a separate folder the workflow does not declare as an output, so a
+loads like any model; a reward that changes during RL, R2M, adds its ``reward_state.pt``),
+``metrics.parquet`` one row per PPO step, ``curves.png`` reward and KL per step. Checkpoints go to a separate folder the workflow does not declare as an output, so a
 killed job's rerun resumes from the last one instead of starting over.
 
 With a gold reward (config ``rl.gold``: the overseer a learned reward model imitates), each step's
@@ -196,6 +196,9 @@ def train_policy(model_dir: str | os.PathLike, prompts_path: str | os.PathLike, 
     with atomic_dir(out_policy) as tmp:
         policy.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
+        reward_state = reward.state_dict()
+        if reward_state:  # a reward that changed during RL (R2M's attention + head) is saved beside the policy
+            torch.save(reward_state, Path(tmp) / "reward_state.pt")
     write_parquet(metrics, out_metrics)
     if not config.keep_checkpoints:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
