@@ -26,6 +26,7 @@ include: "rules/crosscoder.smk"
 include: "rules/autointerp.smk"
 include: "rules/sarm.smk"
 include: "rules/shaping.smk"
+include: "rules/r2m.smk"
 include: "rules/report.smk"
 include: "rules/rm_report.smk"
 

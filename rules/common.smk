@@ -16,7 +16,7 @@ from types import SimpleNamespace
 
 try:
     from rlhf_lens.config import (ConfigError, _built_paths, interpreted_rewards, plain_rm_config,
-                                  preferences_config, preferences_enabled, rl_settings, rule_resources,
+                                  preferences_config, preferences_enabled, r2m_arms, rl_settings, rule_resources,
                                   validate_config)
     from rlhf_lens.rl.algorithm import algorithm_settings
 except ImportError as _err:  # the package is installed (editable) by `make setup` and by envs/rlhf_lens.yaml

@@ -50,7 +50,7 @@ BAD_CONFIGS = {
     "bad device": ({"device": "gpu"}, ["'device'", "'gpu'", "expected text matching"]),
     "unknown reward type": ({"rewards": {"x": {"type": "llm_judge"}}},
                             ["'rewards.x.type'", "'llm_judge'",
-                             "utility_table, classifier or reward_model (the registered reward types)"]),
+                             "utility_table, classifier, reward_model or r2m (the registered reward types)"]),
     "reward without type": ({"rewards": {"x": {"table": "vader"}}}, ["rewards.x", "'type' is a required property"]),
     "no rewards": ({"rewards": {}}, ["'rewards'", "at least 1 entry"]),
     "missing model file": ({"model": {"spec": "/nonexistent/model.gguf"}},

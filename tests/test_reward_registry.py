@@ -24,14 +24,14 @@ def _reward_schema(repo_root):
 
 
 def test_builtin_types_and_their_capabilities():
-    assert reward_types() == ["utility_table", "classifier", "reward_model"]
+    assert reward_types() == ["utility_table", "classifier", "reward_model", "r2m"]
     assert get_reward_class("utility_table") is UtilityTableReward and UtilityTableReward.per_token
     assert get_reward_class("classifier") is ClassifierReward and not ClassifierReward.per_token
     assert get_reward_config_class("classifier") is ClassifierConfig
     assert ClassifierConfig.required() == {"model": "hub id or folder", "label": "e.g. POSITIVE"}
     assert UtilityTableConfig.defaults() == {"table": "vader", "scope": "response"}
     assert UtilityTableConfig.keys() == {"type", "table", "scope"}
-    with pytest.raises(RewardError, match="'rewards.x.type' has value 'nope': expected utility_table, classifier or reward_model"):
+    with pytest.raises(RewardError, match="'rewards.x.type' has value 'nope': expected utility_table, classifier, reward_model or r2m"):
         get_reward_class("nope", "x")
 
 

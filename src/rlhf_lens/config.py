@@ -11,6 +11,7 @@ config fails within a second or two.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import difflib
 import os
 from dataclasses import dataclass
@@ -330,10 +331,57 @@ def interpreted_rewards(config: dict) -> list[str]:
     return [r for r in config["rewards"] if chosen is None or r in chosen]
 
 
+def _r2m_problems(config: dict) -> list[str]:
+    """The R2M comparison: a plain-RM baseline, R2M arms, a gold reward, held-out pairs, group methods only."""
+    from .rl.algorithm import get_algorithm
+    from .rl.group_method import GroupAlgorithm
+
+    r2m, rewards = config["r2m"], config["rewards"]
+    if r2m["baseline"] is None:
+        return []
+    problems = []
+
+    def kind(name):
+        return rewards.get(name, {}).get("type")
+
+    if kind(r2m["baseline"]) != "reward_model":
+        problems.append(f"key 'r2m.baseline' has value {r2m['baseline']!r}: expected a reward of type reward_model "
+                        "(the frozen plain reward model R2M starts from)")
+    if not r2m["methods"]:
+        problems.append("key 'r2m.methods' is empty: expected at least one reward of type r2m")
+    for key in ("methods", "ablations"):
+        for name in r2m[key]:
+            if kind(name) != "r2m":
+                problems.append(f"key 'r2m.{key}' names {name!r}: expected a reward of type r2m"
+                                + (f", not {kind(name)}" if kind(name) else " (it is not configured)"))
+    if config["rl"]["gold"] is None:
+        problems.append("key 'rl.gold' is not set: the R2M comparison needs the overseer as gold reward")
+    if not preferences_enabled(config):
+        problems.append("key 'preferences.overseer' is not set: the R2M comparison measures pair accuracy on the "
+                        "run's held-out preference pairs")
+    for name in r2m["algorithms"]:
+        try:
+            algorithm = get_algorithm(name)
+        except KeyError as exc:
+            problems.append(f"key 'r2m.algorithms' names {name!r}: {exc.args[0]}")
+            continue
+        if not isinstance(algorithm, GroupAlgorithm):
+            problems.append(f"key 'r2m.algorithms' names {name!r}: expected a group method (R2M's update needs "
+                            "prompt groups)")
+            continue
+        ppo = dataclasses.replace(rl_settings(config)[0], algorithm=name)
+        problems += algorithm.problems(ppo, "rl.ppo")
+    return problems
+
+
 def preferences_enabled(config: dict) -> bool:
     """Whether the run builds preference pairs (an overseer is named, or the pairs come from a file)."""
     prefs = config["preferences"]
     return prefs["overseer"] is not None or prefs["source"] != "sample"
+
+
+RM_FOLDER_TYPES = ("reward_model", "r2m")
+"""Reward types whose ``path`` names a reward-model folder (one this run may build)."""
 
 
 def built_reward_models(config: dict) -> set[str]:
@@ -352,7 +400,7 @@ def _built_paths(config: dict) -> dict[str, str]:
     built = built_reward_models(config)
     out = {}
     for name, r in config["rewards"].items():
-        m = BUILT_PATH.match(str(r.get("path", ""))) if r.get("type") == "reward_model" else None
+        m = BUILT_PATH.match(str(r.get("path", ""))) if r.get("type") in RM_FOLDER_TYPES else None
         if m and m["run"] == config["run"] and m["rm"] in built:
             out[name] = r["path"]
     return out
@@ -364,7 +412,7 @@ def _unbuilt_paths(config: dict) -> dict[str, str]:
 
     built = _built_paths(config)
     return {name: r["path"] for name, r in config["rewards"].items()
-            if r.get("type") == "reward_model" and name not in built and BUILT_PATH.match(str(r.get("path", "")))
+            if r.get("type") in RM_FOLDER_TYPES and name not in built and BUILT_PATH.match(str(r.get("path", "")))
             and not Path(r["path"]).exists()}
 
 
@@ -421,6 +469,7 @@ def _semantic_problems(config: dict) -> list[str]:
     problems += _shaping_problems(config)
     problems += _autointerp_problems(config)
     problems += _sarm_problems(config)
+    problems += _r2m_problems(config)
     return problems
 
 
@@ -550,6 +599,16 @@ def preferences_config(config: dict):
 
     raw = {k: tuple(v) if isinstance(v, list) else v for k, v in config["preferences"].items()}
     return _pick(PreferencesConfig, raw)
+
+
+def r2m_arms(config: dict) -> list[tuple[str, str, int]]:
+    """(algorithm, reward, seed) of every run of the R2M comparison (empty when r2m.baseline is null)."""
+    r2m = config["r2m"]
+    if r2m["baseline"] is None:
+        return []
+    arms = [(a, rew) for a in r2m["algorithms"] for rew in [r2m["baseline"], *r2m["methods"]]]
+    arms += [(r2m["algorithms"][0], rew) for rew in r2m["ablations"]]
+    return [(a, rew, s) for a, rew in dict.fromkeys(arms) for s in r2m["seeds"]]
 
 
 def plain_rm_config(config: dict):

@@ -24,6 +24,7 @@ from .utility_table import UtilityTableConfig, UtilityTableReward
 register_reward("utility_table", UtilityTableReward, UtilityTableConfig)
 register_reward("classifier", ClassifierReward, ClassifierConfig)
 register_reward("reward_model", RewardModelReward, RewardModelConfig)
+register_reward("r2m", "rlhf_lens.r2m.reward:R2MReward", "rlhf_lens.r2m.config:R2MConfig")
 
 __all__ = ["Reward", "RewardConfig", "RewardError", "build_reward", "get_reward_class", "get_reward_config_class",
            "last_token_rewards", "register_reward", "reward_types"]

@@ -115,6 +115,29 @@ class Reward(ABC):
         empty for rewards whose per-token form is free."""
         return {}
 
+    # A reward that reads the policy (R2M) sets ``reads_policy_hidden``: the RL step then scores with
+    # ``score_with_hidden`` inside its own policy forward and calls ``after_policy_step`` after the update;
+    # ``state_dict`` joins the RL checkpoint. The defaults below make every other reward a no-op here.
+    reads_policy_hidden: ClassVar[bool] = False
+    """True when the reward scores with the policy's last-layer hidden states of the response."""
+
+    def score_with_hidden(self, prompts: Sequence[str], responses: Sequence[str], hidden, mask, *, step: int,
+                          steps: int):
+        """Sequence rewards (B,) from the texts and the policy's hidden states ``hidden`` (B, T, D_policy) of the
+        response tokens, ``mask`` (B, T) 1 on real tokens, at RL step ``step`` of ``steps``."""
+        return self.score(prompts, responses)
+
+    def after_policy_step(self, groups, *, step: int, steps: int) -> dict[str, float]:
+        """Called after each policy update with the batch's prompt groups (B,) long; returns logged statistics."""
+        return {}
+
+    def state_dict(self) -> dict:
+        """What a bit-identical resume needs of a reward that changes during RL (empty for a fixed one)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore ``state_dict``; a fixed reward has nothing to restore."""
+
 
 def last_token_rewards(seq_rewards, lengths: Sequence[int]):
     """Place each sequence reward (B,) on its row's last token: (B, max(lengths)) float32.

@@ -2,11 +2,14 @@
 
 Torch-free, like every reward module at import time, so config validation can list the types,
 their keys, defaults and required keys in well under a second. ``rlhf_lens.rewards`` holds the
-registration lines of the built-in types.
+registration lines of the built-in types. A type may be registered by "module:attribute" strings,
+imported on first use: how a reward type that lives above ``rewards`` in the import layers (``r2m``,
+which reads the policy) registers without ``rewards`` importing it.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING
 
 from .base import RewardError
@@ -14,11 +17,12 @@ from .base import RewardError
 if TYPE_CHECKING:
     from .base import Reward, RewardConfig
 
-_REGISTRY: dict[str, tuple[type["Reward"], type["RewardConfig"]]] = {}
+_REGISTRY: dict[str, tuple[type["Reward"] | str, type["RewardConfig"] | str]] = {}
 
 
-def register_reward(type_name: str, cls: type["Reward"], cfg_cls: type["RewardConfig"]) -> None:
-    """Make ``rewards.<name>.type: <type_name>`` build ``cls`` from a ``cfg_cls`` read from config."""
+def register_reward(type_name: str, cls: type["Reward"] | str, cfg_cls: type["RewardConfig"] | str) -> None:
+    """Make ``rewards.<name>.type: <type_name>`` build ``cls`` from a ``cfg_cls`` read from config (either may be
+    a "module:attribute" string, imported when first asked for)."""
     if type_name in _REGISTRY and _REGISTRY[type_name] != (cls, cfg_cls):
         raise ValueError(f"reward type {type_name!r} is already registered to {_REGISTRY[type_name][0].__name__}")
     _REGISTRY[type_name] = (cls, cfg_cls)
@@ -40,7 +44,14 @@ def _entry(type_name: str, name: str | None):
         names = reward_types()
         expected = " or ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
         raise RewardError(f"{where} has value {type_name!r}: expected {expected}")
-    return _REGISTRY[type_name]
+    return tuple(_resolve(x) for x in _REGISTRY[type_name])
+
+
+def _resolve(entry):
+    if isinstance(entry, str):
+        module, attr = entry.split(":")
+        return getattr(importlib.import_module(module), attr)
+    return entry
 
 
 def get_reward_class(type_name: str, name: str | None = None) -> type["Reward"]:

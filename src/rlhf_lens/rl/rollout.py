@@ -61,8 +61,11 @@ def pad_batch(queries: Sequence[torch.Tensor], responses: Sequence[torch.Tensor]
     return Batch(ids.to(device), attn.to(device), pos.to(device), Q, mask.to(device))
 
 
-def response_logprobs(model, value_head: ValueHead | None, batch: Batch, with_entropy: bool = False):
-    """Log-probs (B, T) of the response tokens, values (B, T) or None, entropies (B, T) or None.
+def response_logprobs(model, value_head: ValueHead | None, batch: Batch, with_entropy: bool = False,
+                      with_hidden: bool = False):
+    """Log-probs (B, T) of the response tokens, values (B, T) or None, entropies (B, T) or None; with
+    ``with_hidden`` also the last-layer hidden states at the response tokens (B, T, d_model), for a reward
+    that reads the policy (R2M) from this same forward.
 
     Runs the decoder once and the output layer only on the positions that predict response
     tokens (the vocabulary projection dominates memory for small models).
@@ -80,6 +83,8 @@ def response_logprobs(model, value_head: ValueHead | None, batch: Batch, with_en
     if with_entropy:
         probs = torch.softmax(logits, dim=-1)
         entropy = logz - (probs * logits).sum(-1)
+    if with_hidden:
+        return logp, values, entropy, out.last_hidden_state[:, Q:Q + T]
     return logp, values, entropy
 
 

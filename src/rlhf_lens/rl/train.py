@@ -1,8 +1,8 @@
 """The ``rl`` rule: PPO-train a policy against one reward and write the policy, metrics and curves.
 
 Outputs (paths given by the caller): ``policy/`` a plain HF folder (no value head inside, so it
-loads like any model), ``metrics.parquet`` one row per PPO step, ``curves.png`` reward and KL
-per step. Checkpoints go to a separate folder the workflow does not declare as an output, so a
+loads like any model; a reward that changes during RL, R2M, adds its ``reward_state.pt``),
+``metrics.parquet`` one row per PPO step, ``curves.png`` reward and KL per step. Checkpoints go to a separate folder the workflow does not declare as an output, so a
 killed job's rerun resumes from the last one instead of starting over.
 
 With a gold reward (config ``rl.gold``: the overseer a learned reward model imitates), each step's
@@ -107,13 +107,19 @@ class RLRun:
         decoded = [decode_with_spans(self.tokenizer, r) for r in responses]
         texts, spans = [d[0] for d in decoded], [d[1] for d in decoded]
         stats_reward = {}
-        if cfg.reward_placement == "last_token":
-            scores = last_token_rewards(self.reward.score(prompt_texts, texts), [len(s) for s in spans])
+        lengths = [len(s) for s in spans]
+        if self.reward.reads_policy_hidden:  # scored inside the step's policy forward (no extra pass)
+            def scores(hidden, mask):
+                seq = self.reward.score_with_hidden(prompt_texts, texts, hidden, mask, step=step, steps=cfg.steps)
+                return last_token_rewards(seq, lengths)
+        elif cfg.reward_placement == "last_token":
+            scores = last_token_rewards(self.reward.score(prompt_texts, texts), lengths)
         else:
             scores = self.reward.token_rewards(prompt_texts, texts, spans)
             stats_reward = self.reward.step_stats()  # a shaped reward's attribution cost per explainer
         stats = self.trainer.step(queries, responses, scores, groups)
         stats.update(stats_reward)
+        stats.update(self.reward.after_policy_step(groups, step=step, steps=cfg.steps))
         if self.gold is not None:  # scored after the update draws nothing from the RNG, so resume stays exact
             gold = self.gold.score(prompt_texts, texts).float()
             stats.update({"gold_reward_mean": float(gold.mean()),
@@ -129,12 +135,14 @@ class RLRun:
         if found:
             self.step, state = found
             self.trainer.load_state_dict(state["trainer"])
+            self.reward.load_state_dict(state.get("reward") or {})
             self.rows = list(state["rows"])
 
     def checkpoint(self) -> None:
         if self.checkpoint_dir is not None:
             save_checkpoint(self.checkpoint_dir, self.step,
-                            {"trainer": self.trainer.state_dict(), "rows": self.rows}, self.fp)
+                            {"trainer": self.trainer.state_dict(), "rows": self.rows,
+                             "reward": self.reward.state_dict()}, self.fp)
 
     def train(self, until: int | None = None) -> pd.DataFrame:
         """Run PPO steps up to ``until`` (default config.steps); returns the metrics table so far."""
@@ -197,6 +205,9 @@ def train_policy(model_dir: str | os.PathLike, prompts_path: str | os.PathLike, 
     with atomic_dir(out_policy) as tmp:
         policy.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
+        reward_state = reward.state_dict()
+        if reward_state:  # a reward that changed during RL (R2M's attention + head) is saved beside the policy
+            torch.save(reward_state, Path(tmp) / "reward_state.pt")
     write_parquet(metrics, out_metrics)
     if not config.keep_checkpoints:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)

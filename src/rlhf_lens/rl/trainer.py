@@ -92,7 +92,9 @@ class RLTrainer:
         """One update from a rollout batch; returns the step's statistics.
 
         ``scores`` (B, T') float: the reward's per-token scores (a sequence reward goes on the
-        last token); columns beyond a response's length are ignored. ``groups`` (B,) long: the
+        last token); columns beyond a response's length are ignored. Or a callable
+        ``scores(hidden (B, T, d_model), mask (B, T)) -> (B, T')`` given the policy's last-layer hidden
+        states of the response from the rollout's own forward (a reward that reads the policy). ``groups`` (B,) long: the
         prompt index of each rollout (see ``Rollout.groups``); None when every prompt is its own.
         """
         B = len(queries)
@@ -110,14 +112,18 @@ class RLTrainer:
         batch = pad_batch(queries, responses, self.pad_id, self.device)
         mask = batch.mask
         B, T = mask.shape
-        score = torch.zeros(B, T, device=self.device)
-        width = min(T, scores.shape[1])
-        score[:, :width] = scores[:, :width].to(self.device).float()
-        score = score * mask
-
         with torch.no_grad():
             self.policy.eval()
-            logp, values, entropy = response_logprobs(self.policy, self.value_head, batch, with_entropy=True)
+            if callable(scores):  # a reward that reads the policy (R2M): its hidden states from this forward
+                logp, values, entropy, hidden = response_logprobs(self.policy, self.value_head, batch,
+                                                                  with_entropy=True, with_hidden=True)
+                scores = scores(hidden, mask)
+            else:
+                logp, values, entropy = response_logprobs(self.policy, self.value_head, batch, with_entropy=True)
+            score = torch.zeros(B, T, device=self.device)
+            width = min(T, scores.shape[1])
+            score[:, :width] = scores[:, :width].to(self.device).float()
+            score = score * mask
             ref_logp, _, _ = response_logprobs(self.ref, None, batch)
             kl = (logp - ref_logp) * mask  # per-token KL estimate (k1)
             rollout = Rollout(batch, score, logp, ref_logp, kl, self.kl.value, entropy=entropy, values=values,
