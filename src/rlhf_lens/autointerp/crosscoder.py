@@ -35,7 +35,7 @@ from .examples import ExampleConfig, select_examples
 from .pipeline import explain_and_score
 from .scorers import DEFAULT_SCORERS
 from .simulate import SimulationConfig
-from .stage import AutointerpConfig, _examples_json, _histogram_json, _latent_columns
+from .stage import AutointerpConfig, _histogram_json, _latent_columns, examples_json
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ def crosscoder_autointerp_stage(stores: list, layer: int, crosscoder_dir, out_pa
         rows.append({**result, **{k: meta[k] for k in _DIFF_KEEP}, "role": ROLE, "layer": layer,
                      "dictionary": dictionary, "feature": int(meta["latent"]), "group": meta["group"],
                      "selected": bool(meta["selected"]), "rank": int(meta["rank"]), "density": float(meta["density"]),
-                     "n_tokens": len(tokens), "examples": _examples_json(examples, predicted),
+                     "n_tokens": len(tokens), "examples": examples_json(examples, predicted),
                      "histogram": _histogram_json(acts)})
     table = pd.DataFrame(rows, columns=CROSSCODER_AUTOINTERP_COLUMNS)
     ok = table["status"] == "ok"
