@@ -17,7 +17,7 @@ from types import SimpleNamespace
 try:
     from rlhf_lens.config import (ConfigError, _built_paths, interpreted_rewards, plain_rm_config,
                                   preferences_config, preferences_enabled, r2m_arms, rl_settings, rule_resources,
-                                  validate_config)
+                                  trained_rewards, validate_config)
     from rlhf_lens.rl.algorithm import algorithm_settings
 except ImportError as _err:  # the package is installed (editable) by `make setup` and by envs/rlhf_lens.yaml
     print(f"rlhf-lens: cannot import the rlhf_lens package with {sys.executable} ({_err}); "
@@ -47,6 +47,8 @@ config.update(_validated)
 RUN = config["run"]
 MODEL = config["model"]["name"]
 REWARDS = list(config["rewards"])
+# The rewards whose policies `rule all` trains and evaluates (train_rewards; every reward by default).
+TRAINED = trained_rewards(config)
 # The rewards whose policies `rule all` interprets (interpret_rewards; every reward by default).
 INTERPRETED = interpreted_rewards(config)
 SPLITS = ["train", "eval"]
@@ -256,8 +258,8 @@ def summary_inputs(wildcards):
 
 def reward_model_report_inputs(wildcards):
     """Files of the learned-reward-model page: each built RM's accuracy, SARM's comparison and read-off, the
-    interpreted rewards' scoring tables, and eval summary + gold-vs-proxy figure of every policy trained on a
-    learned reward model. Keys: accuracy_{rm}, sarm_{what}, features_{reward}, eval_{reward}, figure_{reward}."""
+    interpreted rewards' scoring tables, and eval summary + gold-vs-proxy figure of every trained policy
+    (train_rewards) of a learned reward model. Keys: accuracy_{rm}, sarm_{what}, features_{reward}, eval_{reward}, figure_{reward}."""
     run = wildcards.run
     inputs = {"accuracy_plain": rules.plain_rm.output.rm.format(run=run)}
     if config["sarm"]["enabled"]:
@@ -272,8 +274,8 @@ def reward_model_report_inputs(wildcards):
     for reward in INTERPRETED:
         inputs[f"features_{reward}"] = rules.scoring.output.table.format(run=run, reward=reward)
     if GOLD:
-        for reward, r in config["rewards"].items():
-            if r["type"] == "reward_model":
+        for reward in TRAINED:
+            if config["rewards"][reward]["type"] == "reward_model":
                 inputs[f"eval_{reward}"] = rules.rl_eval.output.summary.format(run=run, reward=reward)
                 inputs[f"figure_{reward}"] = rules.gold_vs_proxy.output.figure.format(run=run, reward=reward)
     return inputs

@@ -60,7 +60,7 @@ rule rl_eval:
 
 
 ALL_TARGETS += expand(
-    [rules.rl.output.metrics, rules.rl.output.curves, *rules.rl_eval.output], run=RUN, reward=REWARDS
+    [rules.rl.output.metrics, rules.rl.output.curves, *rules.rl_eval.output], run=RUN, reward=TRAINED
 )
 
 
@@ -85,4 +85,4 @@ rule gold_vs_proxy:
 
 
 if GOLD:
-    ALL_TARGETS += expand(rules.gold_vs_proxy.output.figure, run=RUN, reward=REWARDS)
+    ALL_TARGETS += expand(rules.gold_vs_proxy.output.figure, run=RUN, reward=TRAINED)

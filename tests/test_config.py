@@ -182,3 +182,17 @@ def test_interpret_rewards_names_configured_rewards_and_defaults_to_all():
     assert interpreted_rewards(validate_config({"rewards": rewards, "interpret_rewards": []})) == []
     with pytest.raises(ConfigError, match="key 'interpret_rewards' names reward 'c', which is not configured"):
         validate_config({"rewards": rewards, "interpret_rewards": ["c"]})
+
+
+def test_train_rewards_default_to_all_and_bound_what_is_interpreted():
+    from rlhf_lens.config import interpreted_rewards, trained_rewards
+
+    rewards = {"a": {"type": "utility_table"}, "b": {"type": "utility_table"}}
+    assert trained_rewards(validate_config({"rewards": rewards})) == ["a", "b"]
+    only_b = validate_config({"rewards": rewards, "train_rewards": ["b"]})
+    # a reward that only labels or scores as gold has no policy, so nothing of it is interpreted by default
+    assert trained_rewards(only_b) == interpreted_rewards(only_b) == ["b"]
+    with pytest.raises(ConfigError, match="key 'train_rewards' names reward 'c', which is not configured"):
+        validate_config({"rewards": rewards, "train_rewards": ["c"]})
+    with pytest.raises(ConfigError, match="key 'interpret_rewards' names reward 'a', whose policy is not trained"):
+        validate_config({"rewards": rewards, "train_rewards": ["b"], "interpret_rewards": ["a"]})

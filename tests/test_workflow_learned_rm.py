@@ -148,7 +148,7 @@ def test_rerun_has_nothing_to_do(learned_run):
     assert proc.returncode == 0 and "Nothing to be done" in proc.stdout + proc.stderr, proc.stdout[-2000:]
 
 
-def test_shipped_config_plans_both_rms_and_rl_against_each_without_interpretation(tmp_path):
+def test_shipped_config_plans_both_rms_and_rl_against_sarm_without_interpretation(tmp_path):
     from snakemake_helpers import planned_jobs
 
     proc = snakemake("--dry-run", "--configfile", str(REPO / "configs/learned_rm.yaml"), cwd=tmp_path)
@@ -157,5 +157,5 @@ def test_shipped_config_plans_both_rms_and_rl_against_each_without_interpretatio
     for rule in ("preferences", "plain_rm", "sarm", "sarm_analysis", "sarm_autointerp", "rm_comparison",
                  "reward_model_report"):
         assert jobs.get(rule) == 1, rule
-    assert jobs["rl"] == jobs["rl_eval"] == jobs["gold_vs_proxy"] == 3  # the overseer, the plain RM, SARM
+    assert jobs["rl"] == jobs["rl_eval"] == jobs["gold_vs_proxy"] == 1  # SARM (train_rewards)
     assert not {"activations", "sae", "features", "autointerp", "scoring"} & set(jobs)

@@ -279,13 +279,18 @@ def _shaping_problems(config: dict) -> list[str]:
 
 
 def _reward_name_problems(config: dict) -> list[str]:
-    """``rl.per_reward``, ``calibration.rewards`` and ``interpret_rewards`` must name configured rewards."""
+    """``rl.per_reward``, ``calibration.rewards``, ``train_rewards`` and ``interpret_rewards`` must name configured
+    rewards, and an interpreted reward must be one whose policy is trained."""
     rewards = sorted(config["rewards"])
     named = [("rl.per_reward", n) for n in config["rl"].get("per_reward", {})]
-    named += [("interpret_rewards", n) for n in config.get("interpret_rewards") or []]
+    named += [(key, n) for key in ("train_rewards", "interpret_rewards") for n in config.get(key) or []]
     named += [("calibration.rewards", n) for n in config.get("calibration", {}).get("rewards", [])]
     return [f"key {key!r} names reward {name!r}, which is not configured: expected one of {', '.join(rewards)}"
-            for key, name in named if name not in config["rewards"]]
+            for key, name in named if name not in config["rewards"]] + [
+        f"key 'interpret_rewards' names reward {name!r}, whose policy is not trained: expected it in train_rewards "
+        f"({', '.join(trained_rewards(config)) or 'empty'})"
+        for name in config.get("interpret_rewards") or []
+        if name in config["rewards"] and name not in trained_rewards(config)]
 
 
 def _model_depth(config: dict) -> int | None:
@@ -325,10 +330,18 @@ def _sarm_problems(config: dict) -> list[str]:
     return problems
 
 
-def interpreted_rewards(config: dict) -> list[str]:
-    """The rewards whose policies ``rule all`` interprets, in ``rewards`` order (``interpret_rewards``; null: all)."""
-    chosen = config.get("interpret_rewards")
+def trained_rewards(config: dict) -> list[str]:
+    """The rewards whose policies ``rule all`` RLHF-trains and evaluates, in ``rewards`` order (``train_rewards``;
+    null: all). The others only label preference pairs or score as gold."""
+    chosen = config.get("train_rewards")
     return [r for r in config["rewards"] if chosen is None or r in chosen]
+
+
+def interpreted_rewards(config: dict) -> list[str]:
+    """The rewards whose policies ``rule all`` interprets, in ``rewards`` order (``interpret_rewards``; null: every
+    trained reward)."""
+    chosen = config.get("interpret_rewards")
+    return [r for r in trained_rewards(config) if chosen is None or r in chosen]
 
 
 def _r2m_problems(config: dict) -> list[str]:
