@@ -4,6 +4,7 @@ one that is not is 'no effect at this size', and steps to the threshold are coun
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import pandas as pd
 
 from rlhf_lens.report.shaping import shaping_markdown
@@ -41,3 +42,36 @@ def test_planted_differences_get_the_right_verdicts():
     summary = curve_summary(curves(runs))
     row = summary[(summary.scheme == "shap") & (summary.step == 1)].iloc[0]
     assert row.gold_lo <= row.gold_mean <= row.gold_hi and row.seeds == 3
+
+
+def test_seed_to_seed_spread_is_in_the_interval():
+    # Each seed of "shap" is off the sparse scheme by a constant on every prompt: -1, 0 and +1. Averaging the
+    # seeds first and bootstrapping prompts alone would give a CI of width ~0 around 0; seeds are the
+    # independent unit of a trained run, so the interval must span most of their spread.
+    base = np.linspace(0, 1, 20)
+    runs = {}
+    for seed, offset in enumerate([-1.0, 0.0, 1.0]):
+        runs[("last_token", seed)] = _run([0.0, 0.5, 0.6], base, seed)
+        runs[("shap", seed)] = _run([0.0, 0.5, 0.6], base + offset, seed)
+    t = comparison_table(runs, n_boot=2000)[0].set_index("scheme")
+    assert abs(t.loc["shap", "gold_vs_sparse"]) < 0.01
+    assert t.loc["shap", "gold_vs_sparse_lo"] < -0.4 and t.loc["shap", "gold_vs_sparse_hi"] > 0.4
+    assert t.loc["shap", "gold_final_hi"] - t.loc["shap", "gold_final_lo"] > 0.8
+    # the sparse scheme's seeds agree, so its own interval is the prompts' (the gold spread over 20 prompts)
+    assert t.loc["last_token", "gold_final_hi"] - t.loc["last_token", "gold_final_lo"] < 0.3
+
+
+def test_two_level_bootstrap_known_answers():
+    from rlhf_lens.bootstrap import bootstrap_ci, bootstrap_seeds_prompts_ci
+
+    rng = np.random.default_rng(0)
+    one_seed = rng.normal(size=(1, 200))
+    # one seed: the bootstrap over prompts (same distribution; the interval agrees to resampling noise)
+    lo, hi = bootstrap_seeds_prompts_ci([one_seed], n_boot=4000)
+    ref_lo, ref_hi = bootstrap_ci(one_seed[0], 4000)
+    assert abs(lo - ref_lo) < 0.03 and abs(hi - ref_hi) < 0.03
+    # a difference of an arm with itself is exactly 0 in every resample when seeds cannot vary (one seed):
+    # the prompts are drawn once for both arms
+    assert bootstrap_seeds_prompts_ci([one_seed, one_seed], [1, -1], n_boot=200) == (0.0, 0.0)
+    with pytest.raises(ValueError, match="same prompts"):
+        bootstrap_seeds_prompts_ci([one_seed, one_seed[:, :10]])

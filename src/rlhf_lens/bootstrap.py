@@ -41,3 +41,31 @@ def bootstrap_groups_ci(groups, statistic, n_boot: int = 1000, level: float = 0.
         return float("nan"), float("nan")
     alpha = (1 - level) / 2
     return float(np.quantile(stats, alpha)), float(np.quantile(stats, 1 - alpha))
+
+
+def bootstrap_seeds_prompts_ci(tables, weights=None, n_boot: int = 1000, level: float = 0.95,
+                               seed: int = 0) -> tuple[float, float]:
+    """Two-level percentile bootstrap CI of ``sum_i weights[i] * mean(tables[i])`` for trained arms.
+
+    Each table (seeds_i, prompts) holds one arm's per-(seed, prompt) means over the same prompts, in the same
+    column order. A resample draws, for each arm on its own, its seeds with replacement (seeds are the
+    independent unit of anything trained), and the prompts with replacement once for all arms (the same
+    held-out prompts score every arm, so a difference stays paired by prompt). With one seed per arm this is
+    the bootstrap over prompts. ``weights`` default to 1 each; (1, -1) gives the CI of a difference.
+    """
+    tables = [np.asarray(t, dtype=np.float64) for t in tables]
+    weights = [1.0] * len(tables) if weights is None else list(weights)
+    if not tables or n_boot <= 0 or any(t.size == 0 for t in tables):
+        return float("nan"), float("nan")
+    n_prompts = tables[0].shape[1]
+    if any(t.ndim != 2 or t.shape[1] != n_prompts for t in tables):
+        raise ValueError("every table must be (seeds, prompts) over the same prompts")
+    rng = np.random.default_rng(seed)
+    stats = np.zeros(n_boot)
+    prompts = rng.integers(0, n_prompts, size=(n_boot, n_prompts))
+    for t, w in zip(tables, weights):
+        seeds = rng.integers(0, t.shape[0], size=(n_boot, t.shape[0]))
+        for b in range(n_boot):
+            stats[b] += w * t[np.ix_(seeds[b], prompts[b])].mean()
+    alpha = (1 - level) / 2
+    return float(np.quantile(stats, alpha)), float(np.quantile(stats, 1 - alpha))

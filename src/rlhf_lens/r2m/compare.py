@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..bootstrap import bootstrap_groups_ci
+from ..bootstrap import bootstrap_groups_ci, bootstrap_seeds_prompts_ci
 
 PROXY_QUANTILE = 0.75
 """A sample's proxy must reach this quantile of its run's proxy scores to count as over-optimised..."""
@@ -34,18 +34,8 @@ def per_prompt(samples: pd.DataFrame, column: str) -> pd.DataFrame:
 
 def two_level_ci(a: pd.DataFrame, b: pd.DataFrame | None, n_boot: int, seed: int, level: float = 0.95):
     """Percentile CI of mean(a) - mean(b) (each seeds x prompts, same prompts), seeds and prompts resampled."""
-    rng = np.random.default_rng(seed)
-    A = a.to_numpy()
-    B = None if b is None else b[a.columns].to_numpy()
-    stats = []
-    for _ in range(n_boot):
-        cols = rng.integers(0, A.shape[1], A.shape[1])
-        value = A[rng.integers(0, A.shape[0], A.shape[0])][:, cols].mean()
-        if B is not None:
-            value -= B[rng.integers(0, B.shape[0], B.shape[0])][:, cols].mean()
-        stats.append(value)
-    tail = (1 - level) / 2
-    return [float(np.quantile(stats, tail)), float(np.quantile(stats, 1 - tail))] if stats else [np.nan, np.nan]
+    tables = [a.to_numpy()] if b is None else [a.to_numpy(), b[a.columns].to_numpy()]
+    return list(bootstrap_seeds_prompts_ci(tables, [1.0, -1.0][:len(tables)], n_boot, level, seed))
 
 
 def sign_flip_p(diffs: np.ndarray, n_perm: int, seed: int) -> float:

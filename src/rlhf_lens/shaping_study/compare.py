@@ -1,9 +1,11 @@
 """The comparison of shaping schemes at equal PPO steps: per-step gold curves and one row of measures per scheme.
 
-Independent units (DESIGN.md): the held-out prompts for the end-of-training gold reward (each prompt's
-gold averaged over its samples and over the seeds, then a percentile bootstrap over prompts), and the
-seeds for the per-step curves (mean and a t interval over seeds). Differences against the sparse
-last-token scheme are paired by prompt (the same held-out prompts score every run). Steps to the
+Independent units (DESIGN.md): seeds (each run is trained) and held-out prompts. The end-of-training gold
+reward and KL are means over seeds and prompts of each (seed, prompt)'s mean over its samples, with a
+two-level bootstrap that resamples each scheme's seeds and the prompts (so the CI carries the seed-to-seed
+spread of training, not only the prompts'); the per-step curves give the mean and a t interval over seeds.
+Differences against the sparse last-token scheme resample the prompts once for both schemes (paired by
+prompt: the same held-out prompts score every run) and each scheme's seeds on their own. Steps to the
 threshold: the first step whose rollouts' mean gold reaches it, per seed; a seed that never reaches
 it counts as not converged (the table gives how many did, and the mean over those that did).
 """
@@ -15,7 +17,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from ..bootstrap import bootstrap_ci
+from ..bootstrap import bootstrap_seeds_prompts_ci
 
 SPARSE = "last_token"
 
@@ -74,6 +76,11 @@ def steps_to(gold: pd.Series, steps: pd.Series, threshold: float) -> float:
     return float(steps.to_numpy()[hit[0]] + 1) if len(hit) else float("nan")
 
 
+def seed_prompt_means(held: pd.DataFrame, column: str, prompts: list) -> np.ndarray:
+    """(seeds, prompts) means of ``column`` over each (seed, prompt)'s samples, seeds in sorted order."""
+    return held.groupby(["seed", "prompt_index"])[column].mean().unstack("prompt_index")[prompts].to_numpy()
+
+
 def comparison_table(runs: dict[tuple[str, int], tuple[pd.DataFrame, pd.DataFrame]], *,
                      threshold: float | None = None, n_boot: int = 1000, seed: int = 0) -> tuple[pd.DataFrame, float]:
     """(one row per scheme, the threshold used); see the module docstring for the statistics."""
@@ -82,20 +89,20 @@ def comparison_table(runs: dict[tuple[str, int], tuple[pd.DataFrame, pd.DataFram
     schemes = list(dict.fromkeys(s for s, _ in runs))
     held = {s: pd.concat([t.assign(seed=sd) for (sc, sd), (_, t) in runs.items() if sc == s], ignore_index=True)
             for s in schemes}
-    per_prompt = {s: h.groupby("prompt_index")["gold"].mean() for s, h in held.items()}
+    prompts = sorted(set.intersection(*(set(h["prompt_index"]) for h in held.values())))
+    gold = {s: seed_prompt_means(h, "gold", prompts) for s, h in held.items()}
     rows = []
     for s in schemes:
         seeds = sorted(sd for sc, sd in runs if sc == s)
-        finals = [float(runs[(s, sd)][1].groupby("prompt_index")["gold"].mean().mean()) for sd in seeds]
-        pp = per_prompt[s]
-        lo, hi = bootstrap_ci(pp.to_numpy(), n_boot, 0.95, seed)
-        row = {"scheme": s, "seeds": len(seeds), "prompts": len(pp), "gold_final": float(pp.mean()),
+        finals = gold[s].mean(axis=1)
+        lo, hi = bootstrap_seeds_prompts_ci([gold[s]], n_boot=n_boot, seed=seed)
+        row = {"scheme": s, "seeds": len(seeds), "prompts": len(prompts), "gold_final": float(gold[s].mean()),
                "gold_final_lo": lo, "gold_final_hi": hi,
                "gold_final_seed_sd": float(np.std(finals, ddof=1)) if len(finals) > 1 else float("nan")}
-        if SPARSE in per_prompt and s != SPARSE:
-            diff = (pp - per_prompt[SPARSE]).dropna()
-            row["gold_vs_sparse"] = float(diff.mean())
-            row["gold_vs_sparse_lo"], row["gold_vs_sparse_hi"] = bootstrap_ci(diff.to_numpy(), n_boot, 0.95, seed)
+        if SPARSE in gold and s != SPARSE:
+            row["gold_vs_sparse"] = float(gold[s].mean() - gold[SPARSE].mean())
+            row["gold_vs_sparse_lo"], row["gold_vs_sparse_hi"] = bootstrap_seeds_prompts_ci(
+                [gold[s], gold[SPARSE]], [1.0, -1.0], n_boot=n_boot, seed=seed)
         hits = []
         for sd in seeds:
             g = long[(long.scheme == s) & (long.seed == sd)].sort_values("step")
@@ -103,9 +110,9 @@ def comparison_table(runs: dict[tuple[str, int], tuple[pd.DataFrame, pd.DataFram
         reached = [h for h in hits if not math.isnan(h)]
         row.update({"steps_to_threshold": float(np.mean(reached)) if reached else float("nan"),
                     "reached": len(reached)})
-        kl_pp = held[s].groupby("prompt_index")["kl"].mean()
-        row["kl_heldout"] = float(kl_pp.mean())
-        row["kl_heldout_lo"], row["kl_heldout_hi"] = bootstrap_ci(kl_pp.to_numpy(), n_boot, 0.95, seed)
+        kl = seed_prompt_means(held[s], "kl", prompts)
+        row["kl_heldout"] = float(kl.mean())
+        row["kl_heldout_lo"], row["kl_heldout_hi"] = bootstrap_seeds_prompts_ci([kl], n_boot=n_boot, seed=seed)
         mine = long[long.scheme == s]
         secs = [c for c in mine.columns if c.startswith("shaping_") and c.endswith("_seconds")]
         texts = [c for c in mine.columns if c.startswith("shaping_") and c.endswith("_reward_texts")]
