@@ -131,6 +131,7 @@ def sample_responses_per_prompt(model_dirs: dict[str, str | os.PathLike], texts:
                                 *, seed: int, device: str) -> tuple[list[str], list[list[tuple[str, str]]]]:
     """(decoded prompts, [(model, response text)] per prompt): each prompt cut once, K samples per model."""
     import torch
+    from tqdm import tqdm
 
     from ..model_parts import pad_token_id
     from ..models import load_prepared
@@ -149,7 +150,8 @@ def sample_responses_per_prompt(model_dirs: dict[str, str | os.PathLike], texts:
             prompts = [tokenizer.decode(q, skip_special_tokens=True) for q in queries]
         torch.manual_seed(seed * 1000 + 17 + m)
         jobs = [(p, s) for p in range(len(queries)) for s in range(cfg.samples_per_prompt)]
-        for start in range(0, len(jobs), cfg.batch_size):
+        for start in tqdm(range(0, len(jobs), cfg.batch_size), desc=f"preference samples ({name})", unit="batch",
+                          mininterval=5):
             chunk = jobs[start:start + cfg.batch_size]
             out = sample_responses(model, [queries[p] for p, _ in chunk], ppo.response_max_tokens,
                                    pad_id=pad_token_id(tokenizer), eos_id=tokenizer.eos_token_id,
