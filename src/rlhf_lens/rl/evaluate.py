@@ -51,9 +51,11 @@ def sample_and_score(model, scorer_models: dict, tokenizer, reward: Reward, quer
     for start in tqdm(range(0, len(jobs), batch_size), desc=desc, mininterval=5):
         chunk = jobs[start:start + batch_size]
         qs = [queries[p] for p, _ in chunk]
-        responses, own = sample_responses(model, qs, ppo.response_max_tokens, pad_id=pad_id,
-                                          eos_id=tokenizer.eos_token_id, temperature=ppo.temperature,
-                                          stop_at_eos=ppo.stop_at_eos, device=device, with_logprobs=True)
+        # generation keeps its logits only when the sampler's own log-probs are wanted (the policy's samples)
+        sampled = sample_responses(model, qs, ppo.response_max_tokens, pad_id=pad_id,
+                                   eos_id=tokenizer.eos_token_id, temperature=ppo.temperature,
+                                   stop_at_eos=ppo.stop_at_eos, device=device, with_logprobs=own_name is not None)
+        responses, own = sampled if own_name is not None else (sampled, None)
         batch = pad_batch(qs, responses, pad_id, device)
         logps = {name: (response_logprobs(m, None, batch)[0] * batch.mask).sum(1).cpu()
                  for name, m in scorer_models.items()}
