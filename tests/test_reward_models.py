@@ -4,6 +4,7 @@ learn, resume after a kill, the reward_model reward type, and bad input refused 
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -135,7 +136,8 @@ def test_the_saved_folder_is_a_reward_model_that_the_reward_type_loads(planted):
 
 
 def test_a_killed_run_resumes_from_its_checkpoint_and_ends_where_an_uninterrupted_one_does(planted, tmp_path,
-                                                                                          tiny_model_dir, caplog):
+                                                                                          tiny_model_dir, caplog,
+                                                                                          capsys):
     from transformers import TrainerCallback
 
     from rlhf_lens.reward_models.plain import train_plain_rm
@@ -155,6 +157,8 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_ends_where_an_uninterrupte
     with caplog.at_level("INFO"):
         summary = train_plain_rm(tiny_model_dir, root / "train.parquet", cfg, out_dir=tmp_path / "rm", **common)
     assert "resuming from checkpoint" in caplog.text
+    # the training's progress goes to the job's log (step of total, loss), not to the scheduler's stdout
+    assert re.search(r"step \d+/\d+: .*'loss'", caplog.text) and "'loss'" not in capsys.readouterr().out
     resumed = pd.read_parquet(tmp_path / "rm/pair_scores.parquet")
     straight = pd.read_parquet(root / "rm/pair_scores.parquet")
     assert np.allclose(resumed.chosen_score, straight.chosen_score, atol=1e-4)

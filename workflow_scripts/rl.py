@@ -1,25 +1,18 @@
 """Rule rl: prepared model + train prompts -> results/{run}/rl/{reward}/{policy/,metrics.parquet,curves.png}."""
 
-import dataclasses
-from pathlib import Path
-
-from rlhf_lens.config import rl_settings, shaping_config
-from rlhf_lens.jobs import start_job
+from rlhf_lens.config import job_rewards, job_rl_settings, shaping_config
+from rlhf_lens.jobs import start_job, weights_fingerprint
 from rlhf_lens.report.plots import plot_rl_curves
-from rlhf_lens.rewards import build_reward
 from rlhf_lens.rl.train import train_policy
 
 device = start_job(snakemake.log[0], snakemake.threads, snakemake.config["device"])
 name = snakemake.wildcards.reward
-reward = build_reward(name, {name: snakemake.params.reward}, device=device,
-                      trust_remote_code=snakemake.config["model"]["trust_remote_code"])
 # rl.gold: the overseer, scored on every step's rollouts for the logs (not trained on)
 gold_name = snakemake.config["rl"]["gold"]
-gold = None if gold_name is None else build_reward(
-    gold_name, {gold_name: snakemake.params.gold}, device=device,
-    trust_remote_code=snakemake.config["model"]["trust_remote_code"])
+reward, gold = job_rewards(snakemake.config, [(name, snakemake.params.reward), (gold_name, snakemake.params.gold)],
+                           device)
 # params: the PPO settings that change the policy; the checkpoint settings come from the config.
-ppo = dataclasses.replace(rl_settings(snakemake.config, name)[0], **snakemake.params.ppo)
+ppo = job_rl_settings(snakemake.config, name, snakemake.params.ppo)
 # what else changes the result: a rerun with other settings must not resume these checkpoints
 settings = {"reward": snakemake.params.reward, "model": snakemake.config["model"],
             "prompts": snakemake.config["prompts"]}
@@ -29,8 +22,7 @@ shaping = shaping_config(snakemake.config)
 if shaping.enabled:  # rl.shaping: train on the shaped reward (its settings are the rule's shaping param)
     settings["shaping"] = snakemake.params.shaping
 if snakemake.input.learned:  # a retrained reward model (same path, new weights) must not resume the old run
-    settings["learned"] = {str(f): sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns)
-                                          for p in Path(f).glob("*.safetensors")) for f in snakemake.input.learned}
+    settings["learned"] = weights_fingerprint(snakemake.input.learned)
 metrics = train_policy(snakemake.input.model, snakemake.input.prompts, reward, ppo,
                        out_policy=snakemake.output.policy, out_metrics=snakemake.output.metrics,
                        checkpoint_dir=snakemake.params.checkpoints, seed=snakemake.params.seed, device=device,

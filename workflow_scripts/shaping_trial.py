@@ -1,25 +1,21 @@
 """Rule shaping_trial: the earlier trials -> results/{run}/shaping/{reward}/search/trial_{trial}.json."""
 
-import dataclasses
 import shutil
 from pathlib import Path
 
-from rlhf_lens.config import rl_settings, shaping_config
+from rlhf_lens.config import job_rewards, job_rl_settings, shaping_config
 from rlhf_lens.jobs import start_job
-from rlhf_lens.rewards import build_reward
 from rlhf_lens.shaping_study.config import StudyConfig
 from rlhf_lens.shaping_study.runs import held_out_gold, study_run
 from rlhf_lens.shaping_study.search import WeightSearch
 
 device = start_job(snakemake.log[0], snakemake.threads, snakemake.config["device"])
-trust = snakemake.config["model"]["trust_remote_code"]
 name = snakemake.wildcards.reward
 study = StudyConfig.from_section(snakemake.params.study)
-reward = build_reward(name, {name: snakemake.params.reward}, device=device, trust_remote_code=trust)
 gold_name = study.gold or snakemake.config["rl"]["gold"]
-gold = None if gold_name is None else build_reward(gold_name, {gold_name: snakemake.params.gold}, device=device,
-                                                   trust_remote_code=trust)
-ppo = dataclasses.replace(rl_settings(snakemake.config, name)[0], **snakemake.params.ppo)
+reward, gold = job_rewards(snakemake.config, [(name, snakemake.params.reward), (gold_name, snakemake.params.gold)],
+                           device)
+ppo = job_rl_settings(snakemake.config, name, snakemake.params.ppo)
 search = WeightSearch(study.bo_components, Path(snakemake.output[0]).parent, study.bo_trials, study.bo_initial,
                       study.bo_seed)
 proposal = search.propose(int(snakemake.wildcards.trial))

@@ -543,6 +543,23 @@ def rl_settings(config: dict, reward: str | None = None):
     return ppo_config(rl["preset"], overrides, rl["algorithm"]), _pick(EvalConfig, rl["eval"])
 
 
+def job_rewards(config: dict, rewards: list[tuple[str | None, dict | None]], device: str) -> list:
+    """The rewards a model job scores with, built on ``device``, in the order of ``rewards``: (name, settings)
+    pairs, the settings being what the rule passed as a param (so a change reruns the job). A pair whose name
+    is None (e.g. no rl.gold) gives None. model.trust_remote_code applies to every one."""
+    from .rewards import build_reward
+
+    trust = config["model"]["trust_remote_code"]
+    return [None if name is None else build_reward(name, {name: spec}, device=device, trust_remote_code=trust)
+            for name, spec in rewards]
+
+
+def job_rl_settings(config: dict, reward: str, ppo_params: dict):
+    """The PPO settings of a job training or evaluating against ``reward``: rl_settings with the rule's ppo param
+    (the settings that change the result) on top, so the job and its rerun trigger agree."""
+    return dataclasses.replace(rl_settings(config, reward)[0], **ppo_params)
+
+
 def shaping_config(config: dict):
     """Typed view of ``rl.shaping`` (rlhf_lens.shaping.ShapingConfig; its ``study`` is read by the study rules)."""
     from .shaping import ShapingConfig

@@ -17,3 +17,12 @@ def start_job(log_file: str | os.PathLike, threads: int | None = None, device: s
 
         torch.set_num_threads(threads)
     return pick_device(device) if device is not None else None
+
+
+def weights_fingerprint(folders) -> dict[str, list]:
+    """(name, size, mtime_ns) of each folder's safetensors files: part of a resumable job's settings, so a
+    model retrained into the same path (new weights) is never resumed against with the old run's checkpoints."""
+    from pathlib import Path
+
+    return {str(f): sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in Path(f).glob("*.safetensors"))
+            for f in folders}

@@ -122,6 +122,19 @@ def build_reward_model(base_dir: str | os.PathLike, seed: int, device: str = "cp
     return model.to(device), tokenizer
 
 
+def _LogToJobLog():
+    """A TrainerCallback writing each of the Trainer's log records (loss, accuracy, margin...) to this module's
+    logger, with the step out of the total: the rule's log shows the training's progress."""
+    from transformers import TrainerCallback
+
+    class LogToJobLog(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in (logs or {}).items()}
+            log.info("step %d/%d: %s", state.global_step, state.max_steps, shown)
+
+    return LogToJobLog()
+
+
 def train_plain_rm(base_dir: str | os.PathLike, train_path: str | os.PathLike, cfg: PlainRMConfig, *,
                    out_dir: str | os.PathLike, checkpoint_dir: str | os.PathLike, heldout_path=None, seed: int = 0,
                    device: str = "cpu", settings: dict | None = None, callbacks: list | None = None) -> dict:
@@ -155,7 +168,10 @@ def train_plain_rm(base_dir: str | os.PathLike, train_path: str | os.PathLike, c
         push_to_hub=False,
     )
     trainer = RewardTrainer(model=model, args=args, train_dataset=ds, processing_class=tokenizer,
-                            callbacks=callbacks)
+                            callbacks=[*(callbacks or []), _LogToJobLog()])
+    # without tqdm the Trainer prints each log line to stdout (the scheduler's terminal, not the rule's log)
+    from transformers.trainer_callback import PrinterCallback
+    trainer.remove_callback(PrinterCallback)
     dropped = len(ds) - len(trainer.train_dataset)
     if dropped:
         log.warning("%d of %d train pairs are longer than plain_rm.max_length (%d tokens) and were dropped by "

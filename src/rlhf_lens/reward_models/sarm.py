@@ -444,6 +444,8 @@ def fit_reward_head(head: SparseRewardHead, chosen: np.ndarray, rejected: np.nda
             sums["recon"] += w * recon.item()
             sums["accuracy"] += w * (margin > 0).float().mean().item()
         history.append({"epoch": epoch, **sums})
+        log.info("SARM head epoch %d/%d: loss %.4f (BT %.4f, recon %.4f), train accuracy %.3f", epoch + 1,
+                 cfg.epochs, sums["loss"], sums["bt"], sums["recon"], sums["accuracy"])
         if ckpt:
             with atomic_file(ckpt) as tmp:
                 torch.save({"key": key, "model": module.state_dict(), "opt": opt.state_dict(), "epoch": epoch + 1,
