@@ -102,3 +102,18 @@ def test_bad_crosscoder_kind_fails_before_any_job(crosscoder_run, tiny_model_dir
     _config(crosscoder_run, tiny_model_dir, **CROSSCODER)
     assert proc.returncode != 0
     assert "'crosscoder.kind' has value 'topk': expected one of crosscoder_batchtopk, crosscoder_l1" in proc.stderr
+
+
+@pytest.mark.workflow
+def test_the_crosscoder_config_adds_crosscoders_to_the_default_run(tmp_path):
+    from snakemake_helpers import planned_jobs
+
+    repo = snakemake_helpers.REPO
+    proc = snakemake_helpers.snakemake("--configfile", str(repo / "configs/crosscoder.yaml"), "--dry-run",
+                                       cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = planned_jobs(proc)
+    # the per-block crosscoders follow the divergence checkpoint; the reward's summary and cards are planned,
+    # on top of the default's own chain
+    assert jobs["crosscoder_summary"] == jobs["crosscoder_cards"] == 1 and jobs["features_summary"] == 1
+    assert "results/default/crosscoder/utility/cards.html" in proc.stdout
