@@ -118,6 +118,22 @@ def test_save_load_round_trip_gives_identical_scores(tiny_model_dir, tmp_path, t
     assert loaded.info["block"] == 0 and loaded.info["architecture"] == "sarm"
 
 
+def test_token_latents_are_each_positions_own_topk_latents(tiny_model_dir, tmp_path):
+    # every position's latents are its own state's TopK (k of m nonzero at a live position), the same as the
+    # last-token path gives the last position; TopK over the positions instead failed with k > T and was
+    # silently wrong with k < T
+    pairs = utility_pairs(12)
+    cfg = SARMConfig(sae_multiple=2, k=4, sae_epochs=2, epochs=2)
+    sarm = train_sarm(tiny_model_dir, pairs, cfg, seed=0, work_dir=tmp_path / "work")
+    texts = ["A long text of well over four tokens, so that T > k and T < k both appear.", "Hi"]
+    per_token = sarm.token_latents(texts)
+    last = sarm.latents(texts)
+    for (ids, z), z_last in zip(per_token, last):
+        assert z.shape == (len(ids), sarm.head.sae.m)
+        assert ((z != 0).sum(1) <= cfg.k).all()
+        assert torch.allclose(z[-1], z_last, atol=1e-5)
+
+
 def test_training_is_seeded(tiny_model_dir, tmp_path):
     pairs = utility_pairs(8)
     cfg = SARMConfig(sae_multiple=2, k=4, sae_epochs=2, epochs=3)

@@ -15,3 +15,20 @@ def setup_logging(log_file: str | os.PathLike | None = None, level: int = loggin
         handlers.append(logging.FileHandler(log_file))
     logging.basicConfig(level=level, handlers=handlers, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    _log_uncaught_exceptions()
+
+
+def _log_uncaught_exceptions() -> None:
+    """An exception that ends the job is logged with its traceback (so it is in the rule's log file, not only on
+    the scheduler's stderr), then handled as Python would."""
+    import sys
+
+    default = sys.__excepthook__
+
+    def hook(kind, value, tb):
+        if not issubclass(kind, KeyboardInterrupt):
+            logging.getLogger("rlhf_lens").critical("job failed", exc_info=(kind, value, tb))
+        else:
+            default(kind, value, tb)
+
+    sys.excepthook = hook

@@ -270,9 +270,11 @@ class SparseRewardHead(nn.Module):
         self.weight = nn.Parameter(torch.zeros(sae.m))  # zero-initialised, as SARM
 
     def latents(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, m): the TopK latents, or with head_input dense the signed pre-activations of every latent."""
+        """(..., m) for states x (..., d): the TopK latents of each state (k per state, whatever the leading
+        dimensions: (B, d) last tokens or (B, T, d) every position), or with head_input dense the signed
+        pre-activations of every latent."""
         if self.head_input == "topk":
-            return self.sae.encode(x)
+            return self.sae.encode(x.reshape(-1, x.shape[-1])).reshape(*x.shape[:-1], self.sae.m)
         return (x - self.sae.b_dec) @ self.sae.W_enc + self.sae.b_enc
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
