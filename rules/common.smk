@@ -49,7 +49,7 @@ MODEL = config["model"]["name"]
 REWARDS = list(config["rewards"])
 # The rewards whose policies `rule all` trains and evaluates (train_rewards; every reward by default).
 TRAINED = trained_rewards(config)
-# The rewards whose policies `rule all` interprets (interpret_rewards; every reward by default).
+# The rewards whose policies `rule all` interprets (interpret_rewards; every trained reward by default).
 INTERPRETED = interpreted_rewards(config)
 SPLITS = ["train", "eval"]
 ROLES = ["base", "rlhf"]
@@ -259,7 +259,8 @@ def summary_inputs(wildcards):
 def reward_model_report_inputs(wildcards):
     """Files of the learned-reward-model page: each built RM's accuracy, SARM's comparison and read-off, the
     interpreted rewards' scoring tables, and eval summary + gold-vs-proxy figure of every trained policy
-    (train_rewards) of a learned reward model. Keys: accuracy_{rm}, sarm_{what}, features_{reward}, eval_{reward}, figure_{reward}."""
+    (train_rewards) of a learned reward model. Keys: accuracy_{rm}, sarm_{what}, features_{reward},
+    eval_{reward}, figure_{reward}."""
     run = wildcards.run
     inputs = {"accuracy_plain": rules.plain_rm.output.rm.format(run=run)}
     if config["sarm"]["enabled"]:
