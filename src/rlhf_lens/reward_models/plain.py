@@ -129,7 +129,7 @@ def _LogToJobLog():
 
     class LogToJobLog(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):
-            shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in (logs or {}).items()}
+            shown = {k: (float(f"{v:.4g}") if isinstance(v, float) else v) for k, v in (logs or {}).items()}
             log.info("step %d/%d: %s", state.global_step, state.max_steps, shown)
 
     return LogToJobLog()
