@@ -482,3 +482,15 @@ def test_a_significant_difference_that_random_features_match_is_not_called_an_ef
     stats["table3"]["effect"] = True
     text = measure_section("table3", stats)
     assert "carry more of this measure" in text and "Not an effect" not in text
+
+
+def test_kl_bins_are_quantiles_of_near_equal_size_in_kl_order():
+    from rlhf_lens.report.plots import kl_bins
+
+    kl = np.array([5.0, 0.1, 3.0, 0.2, 4.0, 1.0, 2.0, 0.3, 6.0, 0.4])  # 10 steps, not in KL order
+    bins = kl_bins(kl)
+    assert np.bincount(bins).tolist() == [4, 3, 3]  # 10 // 3 = 3 bins of at least 3 steps
+    order = np.argsort(kl)
+    assert (np.diff(bins[order]) >= 0).all()  # a higher KL never falls in a lower bin
+    assert kl_bins(np.arange(30.0)).tolist() == [i // 6 for i in range(30)]  # 5 bins of 6
+    assert kl_bins(np.array([1.0, 2.0])).tolist() == [0, 0]

@@ -89,17 +89,26 @@ def plot_gold_vs_proxy(metrics: pd.DataFrame, path: str | os.PathLike, eval_summ
     """Gold (the overseer) and proxy (the trained reward) against KL, per RL step: the over-optimisation
     picture of Gao et al. 2022 (``metrics``: rl/{reward}/metrics.parquet with ``gold_reward_mean``).
 
-    Left: both rewards against the rollouts' KL per sequence (nats), one point per step, joined in step
-    order; right: against the step. ``eval_summary`` (eval_summary.json with gold) adds the held-out
-    base and policy values with their 95% CIs at the held-out KL.
+    Left: both rewards against the rollouts' KL per sequence (nats), one faint point per step and the mean
+    of each KL quintile of the steps joined as a line (the adaptive KL controller makes KL non-monotonic in
+    the step, so joining steps in order draws a tangle); right: against the step, raw and as a 5-step
+    running mean. ``eval_summary`` (eval_summary.json with gold) adds the held-out base and policy values
+    with their 95% CIs at the held-out KL.
     """
     plt = _pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.6))
     kl = metrics["kl_mean"].to_numpy(dtype=float)
+    bins = kl_bins(kl)
     for col, label, color in (("reward_mean", "proxy (trained reward)", "tab:blue"),
                               ("gold_reward_mean", "gold (overseer)", "tab:orange")):
-        ax1.plot(kl, metrics[col], marker="o", ms=3, lw=1, color=color, label=label)
-        ax2.plot(metrics["step"], metrics[col], lw=1.2, color=color, label=label)
+        y = metrics[col].to_numpy(dtype=float)
+        ax1.scatter(kl, y, s=9, alpha=0.35, color=color)
+        binned = pd.DataFrame({"kl": kl, "y": y, "bin": bins}).groupby("bin")[["kl", "y"]].mean()
+        ax1.plot(binned["kl"], binned["y"], marker="o", ms=4, lw=1.6, color=color,
+                 label=f"{label}, mean per KL quintile")
+        ax2.plot(metrics["step"], y, lw=0.8, alpha=0.4, color=color)
+        ax2.plot(metrics["step"], pd.Series(y).rolling(5, min_periods=1).mean(), lw=1.8, color=color,
+                 label=f"{label}, 5-step mean")
     if eval_summary and "gold_policy_mean" in eval_summary:
         s = eval_summary
         for key, color, label in (("reward", "tab:blue", "held-out proxy"), ("gold", "tab:orange", "held-out gold")):
@@ -112,10 +121,19 @@ def plot_gold_vs_proxy(metrics: pd.DataFrame, path: str | os.PathLike, eval_summ
                          label=f"{label} (base at KL 0, policy)")
     ax1.set(xlabel="KL(policy || base) per sequence (nats)", ylabel="mean reward", title="reward vs KL")
     ax2.set(xlabel="RL step", ylabel="mean reward", title="reward per step")
-    ax1.legend(fontsize=7)
+    ax1.legend(fontsize=6)
+    ax2.legend(fontsize=6)
     if title:
         fig.suptitle(title)
     _save(fig, path, dpi=100)
+
+
+def kl_bins(kl: np.ndarray, n_bins: int = 5) -> np.ndarray:
+    """Quantile bin (0..n-1) of each step's KL: n_bins bins of near-equal step counts, fewer with few steps (at
+    least 3 steps a bin, ties kept together)."""
+    n = max(1, min(n_bins, len(kl) // 3))
+    ranks = pd.Series(kl).rank(method="first").to_numpy() - 1
+    return (ranks * n // max(len(kl), 1)).astype(int)
 
 
 def _errors(values, lows, highs) -> np.ndarray:
