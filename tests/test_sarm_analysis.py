@@ -134,10 +134,15 @@ def test_the_stage_on_a_tiny_sarm(tiny_model_dir, tmp_path):
     assert (shift[shift.set == "complement"].max_abs_change == 0).all()  # TopK head: silent latents add nothing
     recovery = json.loads(out["recovery"].read_text())
     assert recovery["overseer"] == "words" and recovery["n_tokens"] > 0
-    # tokens' utilities: only "great"/"awful" carry any, so the used latents' means lie within +-3/5
-    assert all(abs(r["mean_utility"]) <= 0.6 + 1e-9 for r in recovery["latents"])
+    # tokens' utilities: only "great"/"awful" carry any, so the used latents' means lie within +-3/5 (float32)
+    assert all(abs(r["mean_utility"]) <= 0.6 + 1e-6 for r in recovery["latents"])
+    # and some latent fires on the planted word's tokens alone (its mean is the word's 3/5): with TopK taken over
+    # the positions instead of each position's latents, none did
+    assert any(abs(r["mean_utility"]) > 0.6 - 1e-6 for r in recovery["latents"])
     examples = pd.read_parquet(out["examples"])
     assert len(examples) == min(3, int((sarm.weight != 0).sum()))
-    record = feature_examples(examples.iloc[0])
-    assert record.feature == examples.feature.iloc[0] and record.explain
-    assert all(len(w.tokens) == len(w.activations) for w in record.explain)
+    records = [feature_examples(examples.iloc[i]) for i in range(len(examples))]
+    assert [r.feature for r in records] == examples.feature.tolist()
+    # a latent that fires on too few tokens is marked rare and may have no explain windows; the others have them
+    assert all(r.explain for r in records if not r.rare) and any(r.explain for r in records)
+    assert all(len(w.tokens) == len(w.activations) for r in records for w in r.explain)
