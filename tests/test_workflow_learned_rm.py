@@ -42,6 +42,8 @@ def learned_run(tmp_path_factory, tiny_model_dir, tokenizer):
               "rewards": {"utility": {"type": "utility_table", "table": str(table)},
                           "rm": {"type": "reward_model", "path": "results/tiny/reward_models/plain"},
                           "sarm": {"type": "reward_model", "path": "results/tiny/reward_models/sarm"}},
+              # PPO against both learned RMs (the shipped config trains SARM's policy only)
+              "train_rewards": ["rm", "sarm"],
               "preferences": {**shipped["preferences"], "prompts": 20, "samples_per_prompt": 3,
                               "heldout_fraction": 0.25},
               "plain_rm": {"epochs": 1, "learning_rate": 1e-3, "batch_size": 8, "bootstrap": 200,
