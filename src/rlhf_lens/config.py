@@ -554,9 +554,10 @@ def job_rewards(config: dict, rewards: list[tuple[str | None, dict | None]], dev
             for name, spec in rewards]
 
 
-def job_rl_settings(config: dict, reward: str, ppo_params: dict):
-    """The PPO settings of a job training or evaluating against ``reward``: rl_settings with the rule's ppo param
-    (the settings that change the result) on top, so the job and its rerun trigger agree."""
+def job_rl_settings(config: dict, reward: str | None, ppo_params: dict):
+    """The PPO settings of a job training or evaluating against ``reward`` (None: no reward's rl.per_reward,
+    e.g. preference sampling): rl_settings with the rule's ppo param (the settings that change the result) on
+    top, so the job and its rerun trigger agree."""
     return dataclasses.replace(rl_settings(config, reward)[0], **ppo_params)
 
 

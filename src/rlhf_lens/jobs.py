@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from .devices import pick_device
 from .logs import setup_logging
@@ -22,7 +23,5 @@ def start_job(log_file: str | os.PathLike, threads: int | None = None, device: s
 def weights_fingerprint(folders) -> dict[str, list]:
     """(name, size, mtime_ns) of each folder's safetensors files: part of a resumable job's settings, so a
     model retrained into the same path (new weights) is never resumed against with the old run's checkpoints."""
-    from pathlib import Path
-
     return {str(f): sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in Path(f).glob("*.safetensors"))
             for f in folders}

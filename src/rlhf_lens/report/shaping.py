@@ -67,7 +67,8 @@ def shaping_markdown(table: pd.DataFrame, threshold: float, trials: pd.DataFrame
     out = ["## Dense reward shaping", "",
            f"Every scheme trained {steps if steps is not None else 'the same number of'} PPO steps per seed; "
            f"held-out gold is the mean over seeds and prompts of each (seed, prompt)'s samples, CIs by a two-level "
-           f"bootstrap (each scheme's seeds and the prompts resampled; paired by prompt against last_token). Threshold for convergence: gold {fmt(threshold)} per step.", "",
+           f"bootstrap (each scheme's seeds and the prompts resampled; paired by prompt against last_token). "
+           f"Threshold for convergence: gold {fmt(threshold)} per step.", "",
            md_table(headers, rows), ""]
     out += [_sentence(r) for _, r in table.iterrows()]
     if trials is not None and len(trials):
