@@ -10,7 +10,8 @@ import torch
 
 from rlhf_lens.reward_models.accuracy import pair_accuracy
 from rlhf_lens.reward_models.sarm import (SARMConfig, SARMError, LastTokenReader, SparseRewardHead, fit_reward_head,
-                                          load_sarm, pretrain_sae, read_pairs, save_sarm, standardise, train_sarm)
+                                          load_sarm, pretrain_sae, read_pairs, read_weights, save_sarm, standardise,
+                                          train_sarm)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -79,6 +80,42 @@ def test_head_puts_its_largest_weight_on_the_latent_that_carries_the_reward():
     assert acc["mean"] > 0.95 and acc["ci95"][0] > 0.9
 
 
+def test_read_weights_of_last_and_mean_pooling():
+    mask = torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0], [1, 1, 1, 1]])
+    assert torch.equal(read_weights(mask, "last"), torch.tensor([[0, 0, 1.0, 0], [1.0, 0, 0, 0], [0, 0, 0, 1.0]]))
+    # mean: every position but the first (the sink), padding never; a one-token text keeps its only token
+    assert torch.allclose(read_weights(mask, "mean"), torch.tensor([[0, 0.5, 0.5, 0], [1.0, 0, 0, 0],
+                                                                    [0, 1 / 3, 1 / 3, 1 / 3]]))
+    with pytest.raises(SARMError, match="'sarm.pool' has value 'max'"):
+        read_weights(mask, "max")
+
+
+def test_mean_pooling_finds_a_reward_spread_over_the_tokens_that_the_last_token_misses():
+    # Planted: texts of 6 positions; the reward counts the positions carrying atom 0, which the last
+    # position carries no more often than any other. The last-token head sees one position of six (pair
+    # accuracy well below the mean head's); the mean head reads the count itself (accuracy near 1).
+    rng = np.random.default_rng(1)
+    n, t = 600, 6
+    x, atoms, _ = planted_states(n * t, 32, 24, rng)
+    x = (x - (x @ atoms[0])[:, None] * atoms[0]).reshape(n, t, -1)  # atom 0 only where planted below
+    carries = torch.as_tensor(rng.random((n, t)) < 0.4)
+    x = x + 2.0 * carries[..., None] * atoms[0]
+    reward = carries[:, 1:].sum(1).float()  # position 0 is the sink the mean leaves out
+    cfg = SARMConfig(sae_multiple=2, k=4, sae_epochs=20, sae_lr=3e-3, sae_batch_size=128, epochs=30, lr=3e-3)
+    sae, _, _ = pretrain_sae(x[:400].reshape(-1, x.shape[-1]), cfg, seed=0)
+    train_c, train_r = random_pairs(reward[:400], 2000, rng)
+    test_c, test_r = random_pairs(reward[400:], 1000, rng)
+    acc = {}
+    for pool in ("last", "mean"):
+        head = SparseRewardHead(sae, "topk")
+        w = read_weights(torch.ones(n, t, dtype=torch.long), pool)
+        fit_reward_head(head, train_c, train_r, cfg, seed=0, cached=(x[:400], w[:400]))
+        with torch.no_grad():
+            scores = head(x[400:], w[400:]).numpy()
+        acc[pool] = pair_accuracy(scores[test_c], scores[test_r], np.arange(len(test_c)), n_boot=200)["mean"]
+    assert acc["mean"] > 0.95 and acc["last"] < 0.75, acc
+
+
 def test_standardise_is_per_token_over_the_hidden_dimension():
     h = torch.tensor([[1.0, 2.0, 3.0, 6.0], [10.0, 10.0, 10.0, 14.0]])
     x = standardise(h)
@@ -132,6 +169,23 @@ def test_token_latents_are_each_positions_own_topk_latents(tiny_model_dir, tmp_p
         assert z.shape == (len(ids), sarm.head.sae.m)
         assert ((z != 0).sum(1) <= cfg.k).all()
         assert torch.allclose(z[-1], z_last, atol=1e-5)
+
+
+def test_mean_pooled_sarm_scores_the_mean_of_its_token_rewards_and_round_trips(tiny_model_dir, tmp_path):
+    pairs = utility_pairs(12)
+    cfg = SARMConfig(sae_multiple=2, k=4, sae_epochs=2, epochs=3, pool="mean", sae_tokens="all")
+    sarm = train_sarm(tiny_model_dir, pairs, cfg, seed=0, work_dir=tmp_path / "work")
+    texts = (pairs["prompt"] + pairs["chosen"]).tolist()[:4] + ["Hi"]
+    w = sarm.weight.detach()
+    for (ids, z), score in zip(sarm.token_latents(texts), sarm.score(texts)):
+        per_token = z @ w  # each position's own reward
+        expect = per_token[1:].mean() if len(ids) > 1 else per_token[0]
+        assert torch.allclose(score, expect, atol=1e-5)
+    assert sarm.score(texts).abs().sum() > 0
+    save_sarm(sarm, tmp_path / "sarm")
+    loaded = load_sarm(tmp_path / "sarm")
+    assert loaded.pool == "mean" and torch.equal(loaded.score(texts), sarm.score(texts))
+    assert torch.allclose(loaded.contributions(texts).sum(1), loaded.score(texts), atol=1e-5)
 
 
 def test_training_is_seeded(tiny_model_dir, tmp_path):

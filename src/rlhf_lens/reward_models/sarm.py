@@ -16,6 +16,14 @@ Shapes: B texts, T tokens, d = d_model, m = SAE latents.
 - **Head**: zero-initialised, bias-free, linear: ``r = sum_i w_i z_i`` (B,), in the units of the
   Bradley-Terry logit (a reward difference of 1 is a preference probability of sigmoid(1) = 0.73).
 
+**Pooling** (``pool``): ``last`` (the default, as SARM) reads the state at the last token; ``mean``
+reads the mean of the per-token latents over every position but the first (an attention sink without
+BOS; kept only in a one-token text): ``z = mean_t TopK_k(...)(x_t)``, (B, m), so ``r = mean_t sum_i w_i z_it``,
+a mean of per-token rewards, still a sum of ``w_i z_i`` terms that attribution reads off, and "fires on a
+response" is ``z_i > 0``. Not in SARM: offered because a sum-of-token-utilities overseer is a property of
+the whole text, which a half-depth last-token state of a small model carries weakly (measured on
+configs/learned_rm.yaml, README "Learned reward models").
+
 **Head input** (``head_input``): ``topk`` (the default) feeds the k sparse latents, as the paper
 describes; ``dense`` feeds all m signed pre-activations ``(x - b_dec) W_enc + b_enc``, as SARM's released
 training recipe does (ANCHORS.md section 4). TopK is the default because it is the point of the method:
@@ -35,14 +43,15 @@ from SARM's sibling code, on purpose: ReLU on the kept values (the SAELens TopK,
 SAELens; theirs has none) and the AuxK term against dead latents (theirs has none).
 
 **Reward training**: Bradley-Terry ``-log sigmoid(r_chosen - r_rejected)`` + ``recon_coef`` x the SAE's
-normalised MSE on the pairs' last-token states (detached from the LM, as SARM). ``train``: ``head`` (the
+normalised MSE on the pairs' read states (detached from the LM, as SARM). ``train``: ``head`` (the
 default: SAE and LM frozen, so the latents attribution reads are those of the pretrained dictionary that
 autointerp explains, and CPU training takes seconds), ``head_sae``, or ``all`` (the truncated LM too, at
-``lm_lr``). With the LM frozen the last-token states are computed once and every epoch runs on them.
+``lm_lr``). With the LM frozen the read states (the last token's, or with pool mean every position's but
+the first) are computed once and every epoch runs on them.
 A checkpoint at each epoch end lets a killed run resume in every mode.
 
 **Files** (one folder): ``cfg.json`` (``"architecture": "sarm"``, the base model folder, block, SAE kind,
-size and k, the standardisation, the head input, training settings and history), ``sarm.safetensors``
+size and k, the standardisation, the pooling, the head input, training settings and history), ``sarm.safetensors``
 (``sae.W_enc`` (d, m), ``sae.W_dec`` (m, d), ``sae.b_enc`` (m), ``sae.b_dec`` (d), ``head.weight`` (m,),
 float32) and, with ``train: all``, ``lm.safetensors`` (the truncated LM body). ``load_sarm(folder)`` reads it back.
 """
@@ -77,6 +86,7 @@ EPS = 1e-6
 SENTENCE_END = (".", "!", "?")
 TRAIN_MODES = ("head", "head_sae", "all")
 HEAD_INPUTS = ("topk", "dense")
+POOLS = ("last", "mean")
 SAE_TOKENS = ("sentence_end", "all")
 PAIR_COLUMNS = {"prompt": "string", "chosen": "string", "rejected": "string", "chosen_reward": "float",
                 "rejected_reward": "float", "p_chosen": "float", "prompt_index": "integer", "group": "integer"}
@@ -110,6 +120,8 @@ class SARMConfig:
     """Adam learning rate of SAE pretraining (SARM: 3e-4 to 5e-4)."""
     sae_batch_size: int = 256
     """Tokens per SAE pretraining step."""
+    pool: str = "last"
+    """Which positions the head reads: last (the last token's latents, as SARM) or mean (the mean of every position's latents but the first)."""
     head_input: str = "topk"
     """What the head reads: topk (the k sparse latents, as the paper) or dense (all signed pre-activations, as the released code)."""
     train: str = "head"
@@ -134,7 +146,8 @@ class SARMConfig:
     def problems(self, key: str = "sarm") -> list[str]:
         """Readable problems of the settings a schema also checks (for callers that skip the schema)."""
         out = []
-        for name, allowed in (("train", TRAIN_MODES), ("head_input", HEAD_INPUTS), ("sae_tokens", SAE_TOKENS)):
+        for name, allowed in (("train", TRAIN_MODES), ("head_input", HEAD_INPUTS), ("sae_tokens", SAE_TOKENS),
+                              ("pool", POOLS)):
             if getattr(self, name) not in allowed:
                 out.append(f"key '{key}.{name}' has value {getattr(self, name)!r}: expected one of {', '.join(allowed)}")
         return out
@@ -208,11 +221,30 @@ def model_depth(model_dir: str | os.PathLike) -> int:
     return int(config.num_hidden_layers)
 
 
+def read_weights(attention_mask: torch.Tensor, pool: str) -> torch.Tensor:
+    """(B, T) float32 weights of the positions the head reads, each row summing to 1 (right padding).
+
+    last: 1 at each text's last token. mean: 1/(n-1) at positions 1..n-1 of a text of n tokens (position 0
+    is an attention sink without BOS; a one-token text keeps it).
+    """
+    mask = attention_mask.float()
+    n = attention_mask.sum(1)
+    if pool == "last":
+        w = torch.zeros_like(mask)
+        w[torch.arange(len(w), device=w.device), n - 1] = 1.0
+        return w
+    if pool != "mean":
+        raise SARMError(f"key 'sarm.pool' has value {pool!r}: expected one of {', '.join(POOLS)}")
+    w = mask.clone()
+    w[:, 0] = (n == 1).float()
+    return w / w.sum(1, keepdim=True)
+
+
 class LastTokenReader(nn.Module):
     """The base LM truncated after ``block``; reads that block's output, standardised per token.
 
     ``states(ids, mask)`` -> (B, T, d) standardised states at every position; ``last(texts)`` -> (B, d) at
-    each text's last token.
+    each text's last token; ``read(texts, pool)`` -> (states (B, T, d), read_weights (B, T)).
     """
 
     def __init__(self, model, tokenizer, block: int, max_length: int):
@@ -258,9 +290,17 @@ class LastTokenReader(nn.Module):
         x = self.states(ids, mask)
         return x[torch.arange(len(x), device=x.device), mask.sum(1) - 1]
 
+    def read(self, texts: Sequence[str], pool: str) -> tuple[torch.Tensor, torch.Tensor]:
+        ids, mask = self.encode(texts)
+        return self.states(ids, mask), read_weights(mask, pool)
+
 
 class SparseRewardHead(nn.Module):
-    """SAE latents of standardised states -> linear, bias-free reward. x: (B, d) -> r: (B,)."""
+    """SAE latents of standardised states -> linear, bias-free reward.
+
+    ``forward(x)``: x (B, d) -> r (B,); ``forward(x, weights)``: x (B, T, d) and read weights (B, T) -> r (B,),
+    the reward of the weighted mean of the positions' latents (``pooled_latents``).
+    """
 
     def __init__(self, sae, head_input: str = "topk"):
         super().__init__()
@@ -277,8 +317,16 @@ class SparseRewardHead(nn.Module):
             return self.sae.encode(x.reshape(-1, x.shape[-1])).reshape(*x.shape[:-1], self.sae.m)
         return (x - self.sae.b_dec) @ self.sae.W_enc + self.sae.b_enc
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.latents(x) @ self.weight
+    def pooled_latents(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """(B, m): sum_t weights[b, t] * latents(x[b, t]) for x (B, T, d), weights (B, T); only positions of
+        nonzero weight are encoded (padding and skipped positions cost nothing)."""
+        rows, cols = torch.nonzero(weights > 0, as_tuple=True)
+        z = self.latents(x[rows, cols]) * weights[rows, cols, None]
+        return torch.zeros(len(x), z.shape[-1], dtype=z.dtype, device=z.device).index_add_(0, rows, z)
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+        z = self.latents(x) if weights is None else self.pooled_latents(x, weights)
+        return z @ self.weight
 
     def reconstruction(self, x: torch.Tensor) -> torch.Tensor:
         """SARM's normalised MSE mean((x_hat - x)^2) / mean(x^2) of the SAE on x (B, d); a scalar."""
@@ -296,6 +344,7 @@ class SARM(nn.Module):
     def __init__(self, reader: LastTokenReader, head: SparseRewardHead, info: dict, batch_size: int = 16):
         super().__init__()
         self.reader, self.head, self.info, self.batch_size = reader, head, info, batch_size
+        self.pool = info.get("pool", "last")  # folders written before pooling existed read the last token
 
     @property
     def weight(self) -> torch.Tensor:
@@ -303,15 +352,12 @@ class SARM(nn.Module):
         return self.head.weight
 
     @torch.no_grad()
-    def last_states(self, texts: Sequence[str]) -> torch.Tensor:
-        """Standardised last-token states (N, d), on the CPU."""
-        out = [self.reader.last(texts[i:i + self.batch_size]).cpu() for i in range(0, len(texts), self.batch_size)]
-        return torch.cat(out) if out else torch.zeros(0, self.head.sae.d)
-
-    @torch.no_grad()
     def latents(self, texts: Sequence[str]) -> torch.Tensor:
-        x = self.last_states(list(texts)).to(self.reader.device)
-        return self.head.latents(x).cpu()
+        """The head's input (N, m): the read positions' pooled latents, on the CPU."""
+        texts = list(texts)
+        out = [self.head.pooled_latents(*self.reader.read(texts[i:i + self.batch_size], self.pool)).cpu()
+               for i in range(0, len(texts), self.batch_size)]
+        return torch.cat(out) if out else torch.zeros(0, self.head.sae.m)
 
     @torch.no_grad()
     def contributions(self, texts: Sequence[str]) -> torch.Tensor:
@@ -319,8 +365,7 @@ class SARM(nn.Module):
 
     @torch.no_grad()
     def score(self, texts: Sequence[str]) -> torch.Tensor:
-        x = self.last_states(list(texts)).to(self.reader.device)
-        return self.head(x).float().cpu()
+        return (self.latents(texts) @ self.head.weight.detach().cpu()).float()
 
     @torch.no_grad()
     def token_latents(self, texts: Sequence[str]) -> list[tuple[list[int], torch.Tensor]]:
@@ -350,13 +395,17 @@ def sae_positions(token_texts: Sequence[str], which: str) -> list[int]:
 
 
 @torch.no_grad()
-def corpus_states(reader: LastTokenReader, texts: Sequence[str], which: str, batch_size: int):
-    """(SAE pretraining states (n_tokens, d), last-token states (N, d)), both standardised, on the CPU."""
+def corpus_states(reader: LastTokenReader, texts: Sequence[str], which: str, batch_size: int, pool: str = "last"):
+    """(SAE pretraining states (n_tokens, d), read states (N, R, d), read weights (N, R)), standardised, on
+    the CPU: per text the states of the positions the head reads (``read_weights``), zero-padded to the
+    most any text has (R = 1 with pool last)."""
+    from torch.nn.utils.rnn import pad_sequence
+
     decoded: dict[int, str] = {}
-    tokens, last = [], []
+    tokens, read, weights = [], [], []
     for i in range(0, len(texts), batch_size):
         ids, mask = reader.encode(texts[i:i + batch_size])
-        x = reader.states(ids, mask).cpu()
+        x, w = reader.states(ids, mask).cpu(), read_weights(mask, pool).cpu()
         for row in range(len(ids)):
             n = int(mask[row].sum())
             row_ids = ids[row, :n].tolist()
@@ -365,8 +414,10 @@ def corpus_states(reader: LastTokenReader, texts: Sequence[str], which: str, bat
                     decoded[t] = reader.tokenizer.decode([t])
             keep = sae_positions([decoded[t] for t in row_ids], which)
             tokens.append(x[row, keep])
-            last.append(x[row, n - 1])
-    return torch.cat(tokens), torch.stack(last)
+            used = w[row] > 0
+            read.append(x[row, used])
+            weights.append(w[row, used])
+    return torch.cat(tokens), pad_sequence(read, batch_first=True), pad_sequence(weights, batch_first=True)
 
 
 def pretrain_sae(x: torch.Tensor, cfg: SARMConfig, seed: int, checkpoint: str | os.PathLike | None = None,
@@ -399,17 +450,20 @@ def _trainable(sarm_head: SparseRewardHead, reader: LastTokenReader | None, cfg:
 
 
 def fit_reward_head(head: SparseRewardHead, chosen: np.ndarray, rejected: np.ndarray, cfg: SARMConfig, seed: int,
-                    states=None, cached: torch.Tensor | None = None, reader: LastTokenReader | None = None,
-                    checkpoint: str | os.PathLike | None = None) -> list[dict]:
+                    states=None, cached: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None = None,
+                    reader: LastTokenReader | None = None, checkpoint: str | os.PathLike | None = None) -> list[dict]:
     """Train on pairs ``chosen[j] > rejected[j]`` (indices of texts); returns per-epoch history.
 
-    The states of a batch of text indices come from ``cached`` (N, d), the standardised last-token
-    states, when the LM is frozen (train head or head_sae), else from ``states(indices)`` run with
-    gradients (train all). Loss: mean BT loss + recon_coef * the SAE's normalised MSE on the batch's
+    The states of a batch of text indices come from ``cached`` when the LM is frozen (train head or
+    head_sae): (N, d) one state per text, or (read states (N, R, d), read weights (N, R)) as
+    ``corpus_states`` gives; else from ``states(indices)`` -> (states (B, T, d), weights (B, T)) run with
+    gradients (train all). Loss: mean BT loss + recon_coef * the SAE's normalised MSE on the batch's read
     states (detached). ``checkpoint``: resumed from if it exists, rewritten at each epoch end.
     """
     if cached is None and states is None:
         raise ValueError("fit_reward_head needs cached states or a states function")
+    if isinstance(cached, torch.Tensor):
+        cached = (cached[:, None], torch.ones(len(cached), 1, device=cached.device))
     module = nn.ModuleDict({"head": head, **({"reader": reader} if reader is not None else {})})
     opt = torch.optim.Adam(_trainable(head, reader, cfg))
     ckpt = Path(checkpoint) if checkpoint else None
@@ -429,11 +483,14 @@ def fit_reward_head(head: SparseRewardHead, chosen: np.ndarray, rejected: np.nda
         for s in range(0, len(order), cfg.batch_size):
             idx = order[s:s + cfg.batch_size]
             both = np.concatenate([chosen[idx], rejected[idx]])
-            x = cached[torch.as_tensor(both)] if cached is not None else states(both)
-            r = head(x)
+            if cached is not None:
+                x, wts = cached[0][torch.as_tensor(both)], cached[1][torch.as_tensor(both)]
+            else:
+                x, wts = states(both)
+            r = head(x, wts)
             margin = r[:len(idx)] - r[len(idx):]
             bt = -F.logsigmoid(margin).mean()
-            recon = head.reconstruction(x.detach())
+            recon = head.reconstruction(x[wts > 0].detach())
             loss = bt + cfg.recon_coef * recon
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -476,9 +533,9 @@ def train_sarm(model_dir: str | os.PathLike, pairs: pd.DataFrame, cfg: SARMConfi
     model, tokenizer = load_prepared(model_dir, device)
     reader = LastTokenReader(model, tokenizer, block, cfg.max_length)
     texts, chosen, rejected = pair_texts(pairs)
-    x_tokens, x_last = corpus_states(reader, texts, cfg.sae_tokens, cfg.forward_batch_size)
-    log.info("SARM: %d texts, %d SAE tokens (%s), d %d, block %d", len(texts), len(x_tokens), cfg.sae_tokens,
-             x_tokens.shape[1], block)
+    x_tokens, x_read, w_read = corpus_states(reader, texts, cfg.sae_tokens, cfg.forward_batch_size, cfg.pool)
+    log.info("SARM: %d texts, %d SAE tokens (%s), d %d, block %d, head reads %s", len(texts), len(x_tokens),
+             cfg.sae_tokens, x_tokens.shape[1], block, "the last token" if cfg.pool == "last" else "the mean of the tokens")
     work = Path(work_dir) if work_dir else None
     sae, sae_history, tcfg = pretrain_sae(x_tokens, cfg, seed, work / "sae.ckpt.pt" if work else None, device)
     sae_seconds = time.monotonic() - started
@@ -486,9 +543,10 @@ def train_sarm(model_dir: str | os.PathLike, pairs: pd.DataFrame, cfg: SARMConfi
     ckpt = work / "reward.ckpt.pt" if work else None
     if cfg.train == "all":
         history = fit_reward_head(head, chosen, rejected, cfg, seed, reader=reader, checkpoint=ckpt,
-                                  states=lambda idx: reader.last([texts[i] for i in idx]))
+                                  states=lambda idx: reader.read([texts[i] for i in idx], cfg.pool))
     else:
-        history = fit_reward_head(head, chosen, rejected, cfg, seed, cached=x_last.to(device), checkpoint=ckpt)
+        history = fit_reward_head(head, chosen, rejected, cfg, seed, cached=(x_read.to(device), w_read.to(device)),
+                                  checkpoint=ckpt)
     reader.eval()
     for p in reader.parameters():
         p.requires_grad_(False)
@@ -501,7 +559,7 @@ def train_sarm(model_dir: str | os.PathLike, pairs: pd.DataFrame, cfg: SARMConfi
             "sae": {"kind": "topk", "d_sae": sae.m, "multiple": cfg.sae_multiple, "k": sae.k, "tokens": cfg.sae_tokens,
                     "train_tokens": len(x_tokens), "train_config": asdict(tcfg),
                     "normalised_mse": sae_nmse, "history": sae_history},
-            "head_input": cfg.head_input, "train": cfg.train, "recon_coef": cfg.recon_coef, "seed": seed,
+            "pool": cfg.pool, "head_input": cfg.head_input, "train": cfg.train, "recon_coef": cfg.recon_coef, "seed": seed,
             "settings": asdict(cfg), "n_pairs": len(pairs), "n_texts": len(texts), "history": history,
             "sae_seconds": sae_seconds, "train_seconds": time.monotonic() - started}
     return SARM(reader, head, info, cfg.forward_batch_size)
@@ -612,7 +670,7 @@ def sarm_stage(model_dir: str | os.PathLike, train_path: str | os.PathLike, held
     report, table = accuracy_report(lambda p, r: sarm.score([a + b for a, b in zip(p, r)]).double().numpy(), heldout,
                                     n_boot=cfg.bootstrap, seed=seed)
     summary = {"rm": "sarm", "architecture": ARCHITECTURE, "train_pairs": len(train), "heldout_pairs": len(heldout),
-               "block": sarm.info["block"], "head_input": cfg.head_input, "train": cfg.train,
+               "block": sarm.info["block"], "pool": cfg.pool, "head_input": cfg.head_input, "train": cfg.train,
                "train_seconds": sarm.info["train_seconds"], "sae_seconds": sarm.info["sae_seconds"],
                "train_accuracy_last_epoch": sarm.info["history"][-1]["accuracy"] if sarm.info["history"] else None,
                "sae_normalised_mse": sarm.info["sae"]["normalised_mse"], "seed": seed,
