@@ -83,6 +83,19 @@ def test_token_rewards_on_real_tokenizer_offsets(tokenizer, vader):
         assert piece and any(piece in w for w in ("wonderful", "lovely", "terrible"))
 
 
+def test_token_spans_never_overlap_when_a_character_spans_two_tokens(tokenizer):
+    from rlhf_lens.rl.text import decode_with_spans
+
+    # the emoji is two byte-level tokens: the first decodes to U+FFFD, the second completes it; both once
+    # claimed it, and LIME's segmentation failed on the repeated piece in the full shaping run
+    ids = torch.tensor(tokenizer(" a caf\u00e9 \U0001F600 ok", add_special_tokens=False).input_ids)
+    text, spans = decode_with_spans(tokenizer, ids)
+    assert text == " a caf\u00e9 \U0001F600 ok"
+    assert all(s <= e for s, e in spans) and all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))
+    assert "".join(text[s:e] for s, e in spans) == text
+    assert "\U0001F600" in [text[s:e].strip() for s, e in spans]
+
+
 def test_csv_table(tmp_path):
     path = tmp_path / "t.csv"
     path.write_text("word,utility\nFoo,2\nbar,-1.5\n")

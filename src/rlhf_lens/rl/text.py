@@ -43,7 +43,9 @@ def decode_with_spans(tokenizer, ids: torch.Tensor) -> tuple[str, list[tuple[int
 
     Decodes growing prefixes so each span is exactly what that token added to the text
     (special tokens decode to empty spans). A token that completes a multi-byte character
-    claims the whole character.
+    claims the whole character. Spans never overlap and lie in the final text: a token whose
+    partial character (decoded as U+FFFD) a later token rewrote keeps only what precedes it
+    (explainers that cut the text at the spans rely on that: LIME refuses overlapping pieces).
     """
     spans, prev = [], ""
     for t in range(len(ids)):
@@ -51,4 +53,9 @@ def decode_with_spans(tokenizer, ids: torch.Tensor) -> tuple[str, list[tuple[int
         start = len(prev) if cur.startswith(prev) else len(os.path.commonprefix([prev, cur]))
         spans.append((start, len(cur)))
         prev = cur
+    limit = len(prev)
+    for t in range(len(spans) - 1, -1, -1):  # later tokens win what two tokens claim
+        end = min(spans[t][1], limit)
+        spans[t] = (min(spans[t][0], end), end)
+        limit = min(limit, spans[t][0])
     return prev, spans
