@@ -48,7 +48,7 @@ def learned_run(tmp_path_factory, tiny_model_dir, tokenizer):
                               "heldout_fraction": 0.25},
               "plain_rm": {"epochs": 1, "learning_rate": 1e-3, "batch_size": 8, "bootstrap": 200,
                            "checkpoint_every": 2},
-              "sarm": {"enabled": True, "sae_multiple": 2, "k": 4, "sae_epochs": 3, "epochs": 5, "bootstrap": 100,
+              "sarm": {**shipped["sarm"], "enabled": True, "sae_multiple": 2, "k": 4, "sae_epochs": 3, "epochs": 5, "bootstrap": 100,
                        "analysis": {"shift_latents": 2, "recovery_min_tokens": 1, "recovery_shuffles": 50,
                                     "example_latents": 2, "bootstrap": 100}},
               "autointerp": {"explain_max_tokens": 12, "cache_dir": "llm_cache"},
