@@ -103,6 +103,27 @@ def test_lime_ranks_the_high_utility_words_first(responses, utility):
         assert [t for t in np.argsort(-a) if t in positive] == sorted(positive, key=lambda t: -u[t])
 
 
+@pytest.mark.parametrize("name", ["shap", "lime"])
+def test_one_and_two_token_responses_are_explained(tokenizer, utility, name):
+    # a one-token response crashed shap's Partition explainer (no clustering tree) in the full shaping run
+    from rlhf_lens.shaping.lime_tokens import Lime
+    from rlhf_lens.shaping.shap_tokens import Shap
+
+    explainer = {"shap": Shap, "lime": Lime}[name](ShapingConfig(shap_max_evals=64, lime_num_samples=64), utility)
+    scorer = BatchedScorer(utility)
+    for text, words in ((" great", [" great"]), (" bad great", [" bad", " great"])):
+        expect = utility.score([""] * len(words), words).numpy()  # additive in words: each word's own score
+        ids = torch.tensor(tokenizer(text, add_special_tokens=False).input_ids)
+        response, spans = decode_with_spans(tokenizer, ids)
+        assert len(spans) == len(expect)
+        values = explainer.attribute(scorer, [""], [response], [spans])[0]
+        if name == "shap":  # exact: the utility is additive in words, f(masked) = 0
+            assert np.allclose(values, expect, atol=1e-6), values
+        else:
+            assert np.all(np.sign(values) == np.sign(expect)), values
+    assert explainer.attribute(scorer, [""], [""], [[]])[0].shape == (0,)
+
+
 def test_batched_scoring_gives_the_one_at_a_time_values_in_fewer_calls(responses, utility):
     from rlhf_lens.shaping.shap_tokens import Shap
 

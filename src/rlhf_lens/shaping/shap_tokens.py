@@ -64,9 +64,17 @@ class Shap(Explainer):
         def f(texts):
             return score(prompt, [str(t) for t in texts])
 
-        explainer = shap.Explainer(f, masker, algorithm="partition")
-        values = explainer([response], max_evals=self.config.shap_max_evals, batch_size=self.config.shap_batch_size,
-                           silent=True).values[0]
+        if len(kept) == 1:
+            # One token has no clustering tree (shap's Text masker divides by the max of an empty linkage,
+            # and its exact explainer needs the tree too): its Shapley value is f(x) - f(masked), on the
+            # masker's own two texts.
+            texts = [str(masker(np.full(1, keep_token), response)[0][0]) for keep_token in (True, False)]
+            with_token, without = f(texts)
+            values = np.array([with_token - without])
+        else:
+            explainer = shap.Explainer(f, masker, algorithm="partition")
+            values = explainer([response], max_evals=self.config.shap_max_evals,
+                               batch_size=self.config.shap_batch_size, silent=True).values[0]
         out[keep] = np.asarray(values, dtype=np.float64).reshape(-1)
         return out
 
