@@ -1,7 +1,8 @@
 """Reading SARM off: attribution, preference shift, overseer recovery, and examples for autointerp.
 
 Every held-out text (``prompt + response``, the distinct texts of the held-out preference file) has
-latents z (m,) at its last token and a reward ``r = sum_i w_i z_i``; w (m,) are the head weights.
+latents z (m,), the head's input (at its last token, or with ``sarm.pool: mean`` the mean over its tokens
+but the first), and a reward ``r = sum_i w_i z_i``; w (m,) are the head weights.
 
 - **Attribution** (``attribution.parquet``): each reward split into its terms ``w_i z_i``; per response
   the ``top_contributors`` largest |w_i z_i| (rank, latent, activation, weight, contribution) and the
@@ -9,7 +10,7 @@ latents z (m,) at its last token and a reward ``r = sum_i w_i z_i``; w (m,) are 
 - **Preference shift** (``shift.parquet``): SARM's check that a reward can be re-weighted one concept at a
   time. For each of the ``shift_latents`` latents with the largest |w_i| and each alpha, the head weight
   w_i is scaled by alpha and every held-out reward recomputed (their code scales the latent's activation at
-  the last token, the same thing for a linear, bias-free head). The reward change is averaged on the
+  the read position, the same thing for a linear, bias-free head). The reward change is averaged on the
   target set (responses whose latent fires, z_i > 0) and on its complement, per prompt group, then over
   groups with a bootstrap CI over groups; also the held-out pair accuracy after the change. With the TopK
   head the complement's change is exactly 0 (a latent that does not fire contributes nothing); with the
