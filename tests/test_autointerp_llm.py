@@ -73,24 +73,45 @@ def test_cache_identity_follows_the_weights_not_the_folder_name(tmp_path, tokeni
     assert model_fingerprint(a) == model_fingerprint(same)
 
 
-def test_branch_reads_equal_one_forward_per_position_without_a_cache(local_llm):
-    """The batched, masked branch read gives, at every position, the probabilities of a plain forward
-    of prompt + reply up to that position + the branch token (known answers from the slow way)."""
+def test_value_reads_equal_plain_forwards_per_position(local_llm):
+    """Both reads of the one-pass method equal, at every position, a plain forward without a cache:
+    the candidates' probabilities at the position (prompt + reply before it), and the tokens after the
+    branch written there (prompt + reply before it + the branch token)."""
     import torch
 
     llm = local_llm
     reply = " The\tunknown\n film\tunknown\n was\tunknown\n"
     positions = [i + 1 for i, ch in enumerate(reply) if ch == "\t"]
-    got = llm.branch_logprobs(MESSAGES, reply, positions, "1", ["0", "\n"])
+    digits = [str(d) for d in range(10)]
+    got = llm.value_logprobs(MESSAGES, reply, positions, digits, "1", ["0", "\n"])
     prompt = llm.tokenizer.apply_chat_template(MESSAGES, add_generation_prompt=True, return_tensors="pt",
                                                return_dict=True)["input_ids"]
     answer = llm.tokenizer(reply, add_special_tokens=False, return_offsets_mapping=True)
     starts = {s: j for j, (s, _) in enumerate(answer["offset_mapping"])}
-    one, zero, newline = (llm.tokenizer(t, add_special_tokens=False)["input_ids"][0] for t in ("1", "0", "\n"))
-    assert len(got) == len(positions) == 3
-    for pos, row in zip(positions, got):
-        ids = torch.cat([prompt[0], torch.tensor(answer["input_ids"][:starts[pos]]), torch.tensor([one])])
+    ids_of = {t: llm.tokenizer(t, add_special_tokens=False)["input_ids"][0] for t in digits + ["\n"]}
+
+    def last_logp(ids):
         with torch.no_grad():
-            logp = torch.log_softmax(llm.model(ids[None]).logits[0, -1].float(), dim=-1)
-        assert row["0"] == pytest.approx(float(logp[zero]), abs=1e-4)
-        assert row["\n"] == pytest.approx(float(logp[newline]), abs=1e-4)
+            return torch.log_softmax(llm.model(ids[None]).logits[0, -1].float(), dim=-1)
+
+    assert len(got) == len(positions) == 3
+    for pos, (here, after_one) in zip(positions, got):
+        before = torch.cat([prompt[0], torch.tensor(answer["input_ids"][:starts[pos]])])
+        plain = last_logp(before)
+        for d in digits:
+            assert here[d] == pytest.approx(float(plain[ids_of[d]]), abs=1e-4)
+        branched = last_logp(torch.cat([before, torch.tensor([ids_of["1"]])]))
+        assert after_one["0"] == pytest.approx(float(branched[ids_of["0"]]), abs=1e-4)
+        assert after_one["\n"] == pytest.approx(float(branched[ids_of["\n"]]), abs=1e-4)
+    with pytest.raises(ValueError, match="does not start a token"):
+        llm.value_logprobs(MESSAGES, reply, [2], digits, "1", ["0"])
+
+
+def test_cached_value_reads_round_trip(local_llm, tmp_path):
+    """A cached read comes back equal (tuples of dicts) and costs no model call."""
+    cached = CachedLLM(local_llm, tmp_path / "cache")
+    reply = " The\tunknown\n"
+    args = (MESSAGES, reply, [5], ["0", "1"], "1", ["0", "\n"])
+    first = cached.value_logprobs(*args)
+    second = cached.value_logprobs(*args)
+    assert first == second and (cached.misses, cached.hits) == (1, 1)

@@ -41,6 +41,16 @@ def test_per_rule_resources_override_globals():
     assert rule_resources(cfg, "prompts").gpu == 0
 
 
+def test_fanout_rules_take_fanout_threads_and_per_rule_still_wins():
+    """The per-(role, layer) stages run 1-thread jobs by default so two share 2 cores; single jobs keep 2."""
+    cfg = validate_config({})
+    assert rule_resources(cfg, "sae").threads == rule_resources(cfg, "autointerp").threads == 1
+    assert rule_resources(cfg, "rl").threads == rule_resources(cfg, "rl_eval").threads == 2
+    cfg = validate_config({"resources": {"threads": 8, "fanout_threads": 4, "per_rule": {"sae": {"threads": 3}}}})
+    assert (rule_resources(cfg, "sae").threads, rule_resources(cfg, "activations").threads,
+            rule_resources(cfg, "rl").threads) == (3, 4, 8)
+
+
 BAD_CONFIGS = {
     "unknown top-level key": ({"modle": {}}, ["unknown key 'modle'", "did you mean 'model'"]),
     "unknown nested key": ({"model": {"nmae": "x"}}, ["unknown key 'model.nmae'", "did you mean 'name'"]),

@@ -568,9 +568,17 @@ def shaping_config(config: dict):
     return _pick(ShapingConfig, config["rl"]["shaping"])
 
 
+FANOUT_RULES = frozenset({"activations", "sae", "autointerp", "crosscoder"})
+"""Rules that run one job per (role, layer) or per role: ``resources.fanout_threads`` each, so several run at
+once (crosscoder_null and crosscoder_autointerp declare "crosscoder" and "autointerp")."""
+
+
 def rule_resources(config: dict, rule: str) -> Resources:
-    """Resources for ``rule``: the global values with ``resources.per_rule.<rule>`` on top."""
-    base = {k: v for k, v in config["resources"].items() if k != "per_rule"}
+    """Resources for ``rule``: the global values (``fanout_threads`` as the threads of FANOUT_RULES) with
+    ``resources.per_rule.<rule>`` on top."""
+    base = {k: v for k, v in config["resources"].items() if k not in ("per_rule", "fanout_threads")}
+    if rule in FANOUT_RULES:
+        base["threads"] = config["resources"]["fanout_threads"]
     base.update(config["resources"].get("per_rule", {}).get(rule, {}))
     return _pick(Resources, base)
 

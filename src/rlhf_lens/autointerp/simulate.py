@@ -135,14 +135,13 @@ def simulate_by_prefill(llm, explanation: str, tokens: list[str]) -> list[float]
 
     Digits are single tokens here, so "10" begins with "1": at each value, "1" written in place of
     "unknown" (every earlier line unchanged) gives P("0" | "1") against P(end of line | "1"), which
-    splits p("1") into 1 and 10. One pass over the answer, then one token per value.
+    splits p("1") into 1 and 10. Both reads come from one pass over the answer plus one token per value.
     """
     messages = simulation_messages(explanation, tokens)
     unknown, positions = _answer_lines(tokens, "unknown")
-    [first] = llm.prefill_logprobs(messages, [(unknown, positions, [str(d) for d in range(10)])])
-    second = llm.branch_logprobs(messages, unknown, positions, "1", ["0", "\n"])
+    reads = llm.value_logprobs(messages, unknown, positions, [str(d) for d in range(10)], "1", ["0", "\n"])
     return [split_one_and_ten({int(d): math.exp(v) for d, v in digits.items()}, after_one)
-            for digits, after_one in zip(first, second)]
+            for digits, after_one in reads]
 
 
 def simulate_window(llm: ChatLLM, explanation: str, tokens: list[str], top_logprobs: int = 5,
@@ -152,7 +151,7 @@ def simulate_window(llm: ChatLLM, explanation: str, tokens: list[str], top_logpr
     Local models are scored by teacher forcing (``simulate_by_prefill``, no generation); chat
     endpoints write every line and the probabilities of what they wrote are read.
     """
-    if getattr(llm, "can_prefill", hasattr(llm, "prefill_logprobs")):
+    if getattr(llm, "can_prefill", hasattr(llm, "value_logprobs")):
         try:
             return simulate_by_prefill(llm, explanation, tokens), None
         except ValueError as exc:  # a token that merges across the record's tabs: generate instead
