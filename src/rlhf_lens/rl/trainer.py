@@ -66,8 +66,10 @@ class RLTrainer:
         params = [p for p in policy.parameters() if p.requires_grad]
         if self.value_head is not None:
             params += list(self.value_head.parameters())
+        # fused: one kernel over all tensors; torch's CPU default (one tensor at a time) took ~0.6 s of each
+        # ~3.5 s mini-batch step for SmolLM2-135M, fused 0.14 s (the same update to 6e-8)
         self.optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay,
-                                           eps=config.adam_eps)
+                                           eps=config.adam_eps, fused=True)
         self.kl = KLController(config.init_kl_coef, config.target_kl if config.adaptive_kl else None,
                                config.kl_horizon)
         self.pad_id = pad_token_id(tokenizer)
