@@ -44,11 +44,11 @@ class SAEStageConfig:
     """topk: active latents per token."""
     b_dec_init: str = "mean"
     """Starting decoder bias: mean (of the training activations) or zeros (the paper's SAEs)."""
-    lr: float = 5e-3
+    lr: float = 3e-3
     """Adam learning rate."""
     lr_decay: float = 0.3
     """Fraction of the steps, at the end, over which the learning rate falls linearly to 0."""
-    epochs: int = 5
+    epochs: int = 6
     """Passes over the training tokens."""
     batch_size: int = 512
     """Tokens per optimiser step."""
