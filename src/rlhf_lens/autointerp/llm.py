@@ -155,8 +155,8 @@ class LocalChatLLM:
         the 49k-row unembedding) and fills the key/value cache; one more forward reads every branch at
         once: the branch token of position i is placed at that position, and an attention mask lets it
         see only the prompt and the reply before it (and itself), so each reads exactly the context it
-        would alone. (Separate passes for the two reads took 1.7-1.9x as long on a 17-token window; one token per position with a cut-back
-        copy of the cache ~0.3 s per position here.)
+        would alone. (Separate passes for the two reads took 1.7-1.9x as long on a 17-token window; one
+        token per position with a cut-back copy of the cache ~0.3 s per position here.)
         """
         import torch
 
