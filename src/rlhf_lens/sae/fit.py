@@ -50,6 +50,11 @@ class SAEStageConfig:
     """Fraction of the steps, at the end, over which the learning rate falls linearly to 0."""
     epochs: int = 6
     """Passes over the training tokens."""
+    dead_after: int = 2048
+    """topk: a latent silent for this many training tokens is dead and trained by the AuxK loss (at ~26k
+    training tokens a layer, 10000 left 10% of block 29's 2x latents dead on held-out tokens; 2048: 3%)."""
+    aux_coef: float = 0.125
+    """topk: weight of the AuxK loss."""
     batch_size: int = 512
     """Tokens per optimiser step."""
     baseline_seeds: tuple[int, ...] = (1, 2, 3)
@@ -88,6 +93,7 @@ def fit_saes(store: str | os.PathLike, layer: int, outputs: dict[str, str | os.P
     for name, (kind, mult, own_seed) in parsed.items():
         started = time.monotonic()
         tcfg = SAETrainConfig(kind=kind, d_sae=mult * d, l1=cfg.l1, k=cfg.k, lr=cfg.lr, lr_decay=cfg.lr_decay, epochs=cfg.epochs,
+                              dead_after=cfg.dead_after, aux_coef=cfg.aux_coef,
                               batch_size=cfg.batch_size, b_dec_init=cfg.b_dec_init,
                               seed=seed if own_seed is None else own_seed)
         out = Path(outputs[name])
