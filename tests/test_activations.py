@@ -189,18 +189,19 @@ def test_split_docs_keeps_prompt_groups_on_one_side():
 
 
 def test_sae_stage_trains_with_its_dead_latent_window_and_auxk_weight(tmp_path, tiny):
-    """``sae.dead_after`` and ``sae.aux_coef`` reach the TopK trainer (the defaults once stopped at the
-    trainer's own 10000 tokens and 1/32, which left 10% of block 29's 2x latents dead in the default run)."""
+    """``sae.dead_after``, ``sae.aux_coef`` and ``sae.decoder`` reach the TopK trainer (the first two once
+    stopped at the trainer's own 10000 tokens and 1/32, which left 10% of block 29's 2x latents dead in the
+    default run)."""
     from rlhf_lens.sae.fit import SAEStageConfig, fit_saes
     from rlhf_lens.sae.io import load_sae
 
     model, tok = tiny
     store = _store(tmp_path, model, tok, layers=[1], texts=TEXTS * 3)
-    cfg = SAEStageConfig(k=4, epochs=1, batch_size=32, ce_eval_tokens=0, dead_after=64, aux_coef=0.5)
+    cfg = SAEStageConfig(k=4, epochs=1, batch_size=32, ce_eval_tokens=0, dead_after=64, aux_coef=0.5, decoder="unit")
     fit_saes(store, 1, {"topk_1x": tmp_path / "topk_1x"}, cfg, seed=0)
     sae, saved = load_sae(tmp_path / "topk_1x")
     train = saved["rlhf_lens"]["train_config"]
-    assert (train["dead_after"], train["aux_coef"]) == (64, 0.5)
-    assert (sae.dead_after, sae.aux_coef) == (64, 0.5)
+    assert (train["dead_after"], train["aux_coef"], train["decoder"]) == (64, 0.5, "unit")
+    assert (sae.dead_after, sae.aux_coef, sae.decoder) == (64, 0.5, "unit")
     default = SAEStageConfig()
-    assert (default.dead_after, default.aux_coef) == (2048, 0.125)
+    assert (default.dead_after, default.aux_coef, default.decoder) == (2048, 0.125, "free")

@@ -227,3 +227,69 @@ def test_learning_rate_is_constant_then_falls_linearly_to_zero():
         assert opt.param_groups[0]["lr"] == pytest.approx(expected)
     _set_lr(opt, SAETrainConfig(lr=0.003, lr_decay=0.0), 0.99)
     assert opt.param_groups[0]["lr"] == pytest.approx(0.003)
+
+
+def _free_topk(d=12, m=40, k=5, **kw):
+    """A TopK SAE with free atom norms, trained a few steps so that the norms differ from each other."""
+    torch.manual_seed(0)
+    x = torch.randn(256, d) * 2 + 1
+    sae, _ = train_sae(x, SAETrainConfig(kind="topk", d_sae=m, k=k, epochs=3, batch_size=32, lr=1e-2,
+                                         decoder="free", **kw), progress=False)
+    return sae, x
+
+
+def test_free_decoder_starts_at_norm_one_tenth_and_learns_the_norms():
+    torch.manual_seed(0)
+    fresh = build_sae("topk", 12, 40, k=5, decoder="free")
+    torch.testing.assert_close(fresh.W_dec.norm(dim=1), torch.full((40,), 0.1))
+    torch.testing.assert_close(fresh.W_enc, fresh.W_dec.T)
+    sae, _ = _free_topk()
+    norms = sae.W_dec.norm(dim=1)
+    assert norms.std() > 0.01 and (norms - 0.1).abs().max() > 0.02  # not renormalised after the steps
+    with pytest.raises(ValueError, match="decoder 'tied': expected one of unit, free"):
+        build_sae("topk", 12, 40, k=5, decoder="tied")
+
+
+def test_free_decoder_loss_is_the_loss_of_its_forward():
+    """The training step selects TopK of pre_i * n_i and decodes through W_dec_i / n_i, as encode/decode do."""
+    sae, x = _free_topk()
+    _, parts = sae.loss(x)
+    with torch.no_grad():
+        x_hat, f = sae(x)
+        manual_pre = torch.relu(((x - sae.b_dec) @ sae.W_enc + sae.b_enc) * sae.W_dec.norm(dim=1))
+        vals, idx = manual_pre.topk(5, dim=1)
+        manual = torch.zeros_like(manual_pre).scatter(1, idx, vals) @ torch.nn.functional.normalize(sae.W_dec, dim=1)
+    assert parts["mse"] == pytest.approx(torch.nn.functional.mse_loss(x_hat, x).item(), rel=1e-5)
+    torch.testing.assert_close(x_hat, manual + sae.b_dec, atol=1e-5, rtol=1e-5)
+    assert int((f > 0).sum(1).max()) <= 5
+
+
+def test_free_decoder_is_saved_as_a_plain_topk_sae(tmp_path):
+    """The norms are folded into the encoder when saved: unit atoms, and a plain (unit) TopK SAE built from the
+    file gives the same latents and reconstruction, so SAELens (rescale_acts_by_decoder_norm false) reads it."""
+    sae, x = _free_topk()
+    save_sae(sae, tmp_path, hook_name="blocks.1.hook_mlp_out")
+    tensors = load_file(str(tmp_path / "sae_weights.safetensors"))
+    torch.testing.assert_close(tensors["W_dec"].norm(dim=1), torch.ones(40), atol=1e-5, rtol=0)
+    plain = build_sae("topk", 12, 40, k=5)
+    plain.load_saelens_tensors(tensors)
+    back, _ = load_sae(tmp_path)
+    with torch.no_grad():
+        want_hat, want_f = sae(x)
+        for other in (plain, back):
+            got_hat, got_f = other(x)
+            torch.testing.assert_close(got_f, want_f, atol=1e-4, rtol=1e-4)
+            torch.testing.assert_close(got_hat, want_hat, atol=1e-4, rtol=1e-4)
+    assert json.loads((tmp_path / "cfg.json").read_text())["rescale_acts_by_decoder_norm"] is False
+
+
+def test_free_decoder_input_scale_folds_exactly():
+    from rlhf_lens.sae import fold_input_scale
+
+    sae, x = _free_topk()
+    with torch.no_grad():
+        x_hat_scaled, f_scaled = sae(3.0 * x)
+        fold_input_scale(sae, 3.0)
+        x_hat, f = sae(x)
+    torch.testing.assert_close(f, f_scaled / 3.0, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(x_hat, x_hat_scaled / 3.0, atol=1e-4, rtol=1e-4)

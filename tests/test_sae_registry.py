@@ -25,7 +25,7 @@ def test_builtin_architectures_are_registered_with_their_own_configs():
     # Each config holds only its own fields and ignores the others' when built from one dict.
     assert TiedReLUConfig.from_dict({"l1": 0.5, "k": 3, "dead_after": 7}) == TiedReLUConfig(l1=0.5)
     assert TopKConfig.from_dict({"l1": 0.5, "k": 3, "dead_after": 7}).to_dict() == \
-        {"k": 3, "aux_k": None, "aux_coef": 1 / 32, "dead_after": 7}
+        {"k": 3, "aux_k": None, "aux_coef": 1 / 32, "dead_after": 7, "decoder": "unit"}
     with pytest.raises(UnknownArchitecture, match="unknown SAE architecture 'gated': expected one of relu, topk"):
         get_sae_class("gated")
     with pytest.raises(ValueError, match="'gated'"):

@@ -72,9 +72,10 @@ def test_saelens_loads_our_saes_and_reconstructs_the_same(tmp_path):
     x_train = torch.randn(512, d, generator=g) * 2 + 0.5
     x = torch.randn(64, d, generator=g) * 2 + 0.5
     ours, folders = {}, {}
-    for kind in ("relu", "topk"):
-        cfg = SAETrainConfig(kind=kind, d_sae=m, k=6, l1=0.01, epochs=1, batch_size=64, lr=1e-2, seed=1,
-                             dead_after=64)
+    # topk_free: atom norms trained free (sae.decoder free, the default run's) and folded away when saved.
+    for kind, decoder in (("relu", "unit"), ("topk", "unit"), ("topk_free", "free")):
+        cfg = SAETrainConfig(kind=kind.removesuffix("_free"), d_sae=m, k=6, l1=0.01, epochs=1, batch_size=64,
+                             lr=1e-2, seed=1, dead_after=64, decoder=decoder)
         sae, _ = train_sae(x_train, cfg, progress=False)
         with torch.no_grad():
             sae.b_dec.add_(torch.randn(d, generator=g))  # so that whether b_dec is applied to the input shows
@@ -92,6 +93,7 @@ def test_saelens_loads_our_saes_and_reconstructs_the_same(tmp_path):
     loaded = json.loads(proc.stdout.strip().splitlines()[-1])
     assert loaded["relu"]["class"] == "StandardSAE" and loaded["relu"]["apply_b_dec_to_input"] is False
     assert loaded["topk"]["class"] == "TopKSAE" and loaded["topk"]["apply_b_dec_to_input"] is True
+    assert loaded["topk_free"]["class"] == "TopKSAE"
     for kind, (x_hat, f) in ours.items():
         assert loaded[kind]["hook_name"] == "blocks.3.hook_mlp_out"
         f_sl = torch.from_numpy(np.load(Path(folders[kind]) / "saelens_f.npy"))

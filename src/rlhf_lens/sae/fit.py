@@ -55,6 +55,10 @@ class SAEStageConfig:
     training tokens a layer, 10000 left 10% of block 29's 2x latents dead on held-out tokens; 2048: 3%)."""
     aux_coef: float = 0.125
     """topk: weight of the AuxK loss."""
+    decoder: str = "free"
+    """topk: free (SAELens's training: atom norms start at 0.1 and scale the pre-activations, folded into
+    the encoder when saved; +0.014 held-out EV at blocks 19 and 28 of the default run) or unit (atoms
+    renormalised after every step, Gao et al.)."""
     batch_size: int = 512
     """Tokens per optimiser step."""
     baseline_seeds: tuple[int, ...] = (1, 2, 3)
@@ -93,7 +97,7 @@ def fit_saes(store: str | os.PathLike, layer: int, outputs: dict[str, str | os.P
     for name, (kind, mult, own_seed) in parsed.items():
         started = time.monotonic()
         tcfg = SAETrainConfig(kind=kind, d_sae=mult * d, l1=cfg.l1, k=cfg.k, lr=cfg.lr, lr_decay=cfg.lr_decay, epochs=cfg.epochs,
-                              dead_after=cfg.dead_after, aux_coef=cfg.aux_coef,
+                              dead_after=cfg.dead_after, aux_coef=cfg.aux_coef, decoder=cfg.decoder,
                               batch_size=cfg.batch_size, b_dec_init=cfg.b_dec_init,
                               seed=seed if own_seed is None else own_seed)
         out = Path(outputs[name])

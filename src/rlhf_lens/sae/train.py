@@ -38,6 +38,9 @@ class SAETrainConfig:
     """topk only: weight of the AuxK loss for dead latents."""
     dead_after: int = 10_000
     """topk only: a latent that has not fired for this many training tokens counts as dead."""
+    decoder: str = "unit"
+    """topk only: unit (atoms renormalised after every step) or free (SAELens's training: atom norms start
+    at 0.1 and scale the pre-activations; folded away when saved)."""
     lr: float = 1e-3
     """Adam learning rate."""
     lr_decay: float = 0.0
@@ -122,7 +125,8 @@ def _initial_sae(cfg: SAETrainConfig, d: int):
     # initial atoms would be the first rows of the large one's, and a briefly trained pair would
     # "agree" (MMCS ~0.95 measured) only because it started from the same vectors.
     torch.manual_seed(cfg.seed * 1_000_003 + cfg.d_sae)
-    return build_sae(cfg.kind, d, cfg.d_sae, l1=cfg.l1, k=cfg.k, aux_coef=cfg.aux_coef, dead_after=cfg.dead_after)
+    return build_sae(cfg.kind, d, cfg.d_sae, l1=cfg.l1, k=cfg.k, aux_coef=cfg.aux_coef, dead_after=cfg.dead_after,
+                     decoder=cfg.decoder)
 
 
 def _epoch_order(cfg: SAETrainConfig, epoch: int, n: int) -> torch.Tensor:
