@@ -2,13 +2,16 @@
 
     .venv/bin/python benchmarks/sae_vs_saelens.py [--model DIR] [--layer 3] [--steps 300]
     .venv/bin/python benchmarks/sae_vs_saelens.py --store results/default/activations/utility/rlhf --layer 28 \
-        --epochs 6 --batch 512 --k 40 --lr 3e-3 --lr-decay 0.3 --b-dec-init mean --mult 1
+        --epochs 6 --batch 512 --k 40 --lr 3e-3 --lr-decay 0.3 --b-dec-init mean --mult 1 --threads 1
 
 1. Caches MLP-output activations of one block of the model on the built-in review texts
    (rlhf_lens.activations), split into training and evaluation tokens; or, with ``--store``, reads one
    layer of an existing activation store (the default run's: ~32k tokens), split by prompt group as the
    sae stage splits it.
-2. Trains our TopK SAE (rlhf_lens.sae) for ``--steps`` steps of ``--batch`` tokens.
+2. Trains our TopK SAE (rlhf_lens.sae) for ``--steps`` steps of ``--batch`` tokens, with the default run's
+   ``sae.decoder`` (``--decoder free``: atom norms start at 0.1 and scale the pre-activations, as SAELens
+   trains; ``unit``: atoms renormalised after every step). The default run gives each SAE job one thread
+   (``resources.fanout_threads``), hence ``--threads 1`` above.
 3. Builds the repository's SAELens environment (``make saelens-env``: .venv-saelens, git-ignored,
    the one tests/test_sae_saelens.py uses) if missing, and trains SAELens's TopKTrainingSAE with its SAETrainer on the same tokens for the
    same steps, batch size, k, dictionary size and learning rate, the same linear decay to 0 over the
@@ -113,6 +116,7 @@ def main() -> int:
     p.add_argument("--epochs", type=int, default=None, help="train this many passes instead of --steps")
     p.add_argument("--lr-decay", type=float, default=0.0, help="fraction of steps of linear decay to 0 at the end")
     p.add_argument("--b-dec-init", choices=("zeros", "mean"), default="zeros")
+    p.add_argument("--decoder", choices=("free", "unit"), default="free", help="our TopK's sae.decoder")
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--mult", type=int, default=2, help="dictionary size as a multiple of d_model")
     p.add_argument("--k", type=int, default=32)
@@ -147,7 +151,7 @@ def main() -> int:
         steps_per_epoch = -(-len(x) // args.batch)
         cfg = SAETrainConfig(kind="topk", d_sae=args.mult * d, k=args.k, lr=args.lr, batch_size=args.batch,
                              epochs=-(-args.steps // steps_per_epoch), seed=0, checkpoint_every=0,
-                             lr_decay=args.lr_decay, b_dec_init=args.b_dec_init)
+                             lr_decay=args.lr_decay, b_dec_init=args.b_dec_init, decoder=args.decoder)
         # The first torch.optim optimiser built in a process imports torch._dynamo (~2 s). SAELens's
         # timed region (trainer.fit) starts after its optimiser exists, so pay that import here too.
         torch.optim.Adam([torch.zeros(1, requires_grad=True)])

@@ -51,7 +51,8 @@ class TopKSAE(SAE):
     """TopK SAE (Gao et al. 2024): ``f = TopK_k(ReLU(W_enc^T (x - b_dec) + b_enc))``, ``x_hat = f W_dec + b_dec``.
 
     Untied; the decoder's atoms (rows of ``W_dec``, (m, d): the "columns" in the d x m
-    convention) are kept at unit norm after every step. Loss: MSE + aux_coef * AuxK, where
+    convention) are kept at unit norm after every step (``decoder: unit``; see the module docstring for
+    ``free``). Loss: MSE + aux_coef * AuxK, where
     AuxK reconstructs the residual ``x - x_hat`` from the ``aux_k`` largest pre-activations
     of latents dead for ``dead_after`` tokens, so dead latents get a gradient again.
     """
