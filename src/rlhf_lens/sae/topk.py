@@ -125,10 +125,10 @@ class TopKSAE(SAE):
         values only (TopK then ReLU equals ReLU then TopK); the AuxK term uses only the dead
         latents' columns, so its cost scales with their number rather than with m.
         """
-        norms = self._norms()
         pre = torch.addmm(self.b_enc - self.b_dec @ self.W_enc, x, self.W_enc)  # (n, m), before ReLU
         with torch.no_grad():  # free norms choose the latents; relu(pre n) / n = relu(pre) is what they decode
-            idx = (pre if norms is None else pre * norms.detach()).topk(self.k, dim=1).indices
+            norms = self._norms()
+            idx = (pre if norms is None else pre * norms).topk(self.k, dim=1).indices
         vals = F.relu(pre.gather(1, idx))                                 # (n, k)
         f = torch.zeros_like(pre).scatter(1, idx, vals)
         x_hat = torch.addmm(self.b_dec, f, self.W_dec)
@@ -146,7 +146,7 @@ class TopKSAE(SAE):
             dead_idx = dead.nonzero().squeeze(1)
             pre_dead = F.relu(pre[:, dead_idx])                          # (n, n_dead)
             with torch.no_grad():
-                a_idx = (pre_dead if norms is None else pre_dead * norms.detach()[dead_idx]).topk(
+                a_idx = (pre_dead if norms is None else pre_dead * norms[dead_idx]).topk(
                     min(self.aux_k, n_dead), dim=1).indices
             f_aux = torch.zeros_like(pre_dead).scatter(1, a_idx, pre_dead.gather(1, a_idx))
             residual = (x - x_hat).detach()
