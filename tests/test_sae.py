@@ -102,7 +102,8 @@ def _planted(n=2000, d=16, m_true=24, active=3, seed=0):
     return codes @ truth, truth
 
 
-@pytest.mark.parametrize("kind,extra", [("relu", {"l1": 0.05, "epochs": 16}), ("topk", {"k": 3, "epochs": 10})])
+@pytest.mark.parametrize("kind,extra", [("relu", {"l1": 0.05, "epochs": 16}), ("topk", {"k": 3, "epochs": 10}),
+                                        ("topk", {"k": 3, "epochs": 10, "decoder": "free"})])
 def test_sae_recovers_planted_sparse_directions(kind, extra):
     x, truth = _planted()
     cfg = SAETrainConfig(kind=kind, d_sae=32, lr=1e-2, batch_size=64, seed=0, dead_after=2000, **extra)
