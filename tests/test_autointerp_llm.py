@@ -115,3 +115,30 @@ def test_cached_value_reads_round_trip(local_llm, tmp_path):
     first = cached.value_logprobs(*args)
     second = cached.value_logprobs(*args)
     assert first == second and (cached.misses, cached.hits) == (1, 1)
+
+
+def test_value_reads_after_a_shared_prefix_equal_a_fresh_model(tiny_model_dir):
+    """The second window of a feature starts its pass after the prompt it shares with the first (the cache
+    of the first, cut back); its reads equal those of a model that computes everything anew, and a call
+    that shares less (another system prompt) or follows a read of other text is not misled by the cache."""
+    digits = [str(d) for d in range(10)]
+    reply = " The\tunknown\n film\tunknown\n"
+    positions = [i + 1 for i, ch in enumerate(reply) if ch == "\t"]
+    system = {"role": "system", "content": "You explain neurons. " * 4}
+    calls = [[system, {"role": "user", "content": "Explanation: colours.\n\nTokens:\nThe\t\nfilm\t"}],
+             [system, {"role": "user", "content": "Explanation: colours.\n\nTokens:\nA\t\nday\t"}],
+             [system, {"role": "user", "content": "Explanation: sport.\n\nTokens:\nThe\t\nfilm\t"}],
+             MESSAGES,
+             [system, {"role": "user", "content": "Explanation: colours.\n\nTokens:\nA\t\nday\t"}]]
+    reusing = LocalChatLLM(tiny_model_dir)
+    for i, messages in enumerate(calls):
+        before = reusing.reused_tokens
+        got = reusing.value_logprobs(messages, reply, positions, digits, "1", ["0", "\n"])
+        want = LocalChatLLM(tiny_model_dir).value_logprobs(messages, reply, positions, digits, "1", ["0", "\n"])
+        for (here, after), (here_w, after_w) in zip(got, want):
+            assert here == pytest.approx(here_w, abs=1e-4) and after == pytest.approx(after_w, abs=1e-4)
+        if i in (1, 2):  # the system prompt (and in call 1 the explanation) was computed before
+            assert reusing.reused_tokens - before >= 16
+        if i in (0, 3):  # nothing before it, or another system prompt
+            assert reusing.reused_tokens == before
+    assert reusing.reused_tokens > 0

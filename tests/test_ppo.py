@@ -251,6 +251,25 @@ def test_sampling_stops_at_the_first_eos_and_masks_what_follows():
     assert all(len(r) == 6 and eos not in r.tolist() for r in full)
 
 
+@pytest.mark.parametrize("temperature", [1.0, 2.0])
+def test_inverse_cdf_sampler_draws_from_the_softmax(temperature):
+    """20,000 draws of the sampler's one possible token follow softmax(scores / T) within 5 standard
+    errors per token; tokens of probability 0 are never drawn, and the scores passed in are left as they were."""
+    from rlhf_lens.rl.rollout import InverseCDFSampler
+
+    p = torch.tensor([0.5, 0.3, 0.15, 0.05, 0.0, 0.0])
+    scores = torch.log(p).expand(20_000, -1).clone()
+    kept = scores.clone()
+    torch.manual_seed(0)
+    drawn = InverseCDFSampler(temperature)(None, scores).argmax(-1)
+    assert torch.equal(scores, kept)
+    want = p ** (1 / temperature) / (p ** (1 / temperature)).sum()
+    freq = torch.bincount(drawn, minlength=6).float() / len(drawn)
+    se = (want * (1 - want) / len(drawn)).sqrt()
+    assert ((freq - want).abs() <= 5 * se + 1e-9).all(), (freq, want)
+    assert freq[4:].sum() == 0 and (freq[:4] > 0).all()
+
+
 def test_generation_logprobs_equal_a_forward_pass_and_leave_sampling_unchanged():
     """The log-probs read off generation's logits (what rl_eval's KL uses instead of a second pass) equal
     response_logprobs on the padded batch, for left-padded queries of unequal length and responses cut

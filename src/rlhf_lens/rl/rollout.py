@@ -88,6 +88,28 @@ def response_logprobs(model, value_head: ValueHead | None, batch: Batch, with_en
     return logp, values, entropy
 
 
+class InverseCDFSampler:
+    """A logits processor that draws each row's next token by inverse transform sampling (one uniform
+    number per row against the cumulative probabilities) and raises that token to +inf, so that greedy
+    decoding emits it.
+
+    The tokens follow softmax(scores / temperature) exactly, as transformers' own sampling does; that
+    one draws with ``torch.multinomial``, whose exponential race makes one random number per vocabulary
+    entry: 23% of a batch-64 rollout of SmolLM2 (49k tokens) on a CPU, against ~1% here.
+    """
+
+    def __init__(self, temperature: float = 1.0):
+        self.temperature = temperature
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        probs = torch.softmax(scores if self.temperature == 1.0 else scores / self.temperature, dim=-1)
+        cdf = probs.cumsum(-1)  # (B, V), float32 as transformers' own sampling
+        u = torch.rand((len(cdf), 1), dtype=cdf.dtype, device=cdf.device) * cdf[:, -1:]
+        token = torch.searchsorted(cdf, u, right=True).clamp_max(cdf.shape[-1] - 1)  # first cdf > u
+        # a new tensor: transformers keeps the unprocessed scores it passed in (output_logits)
+        return scores.scatter(1, token, float("inf"))
+
+
 @torch.no_grad()
 def sample_responses(model, queries: Sequence[torch.Tensor], length: int, *, pad_id: int, eos_id: int | None,
                      temperature: float = 1.0, stop_at_eos: bool = True, device: str = "cpu",
@@ -102,22 +124,25 @@ def sample_responses(model, queries: Sequence[torch.Tensor], length: int, *, pad
     length) under ``model`` at temperature 1, read off the logits generation computed anyway: the
     same values as a separate forward pass (``response_logprobs``) to float rounding, for no pass.
     """
-    from transformers import GenerationConfig
+    from transformers import GenerationConfig, LogitsProcessorList
 
     batch = pad_batch(queries, [q[:0] for q in queries], pad_id, device)
     Q = batch.query_len
-    gen = GenerationConfig(do_sample=True, top_k=0, top_p=1.0, temperature=temperature, max_new_tokens=length,
+    # Greedy over the sampler's one possible token: sampling without transformers' per-entry random numbers.
+    # Without stop_at_eos, the minimum length's processor bars EOS before the sampler sees the scores.
+    gen = GenerationConfig(do_sample=False, top_k=None, top_p=None, temperature=None, max_new_tokens=length,
                            min_new_tokens=0 if stop_at_eos else length, pad_token_id=pad_id, eos_token_id=eos_id,
                            output_logits=with_logprobs, return_dict_in_generate=True)
     was_training = model.training
     model.eval()
     out = model.generate(input_ids=batch.input_ids[:, :Q], attention_mask=batch.attention_mask[:, :Q],
-                         generation_config=gen)
+                         generation_config=gen, logits_processor=LogitsProcessorList([InverseCDFSampler(temperature)]))
     model.train(was_training)
     tokens = out.sequences[:, Q:]
     if with_logprobs:  # raw logits of each step (B, V), before temperature and other processors
-        token_logps = torch.stack([torch.log_softmax(step.float(), dim=-1).gather(-1, tokens[:, t:t + 1]).squeeze(-1)
-                                   for t, step in enumerate(out.logits)], dim=1).cpu()  # (B, steps)
+        token_logps = torch.stack([(step.float().gather(-1, tokens[:, t:t + 1]).squeeze(-1)
+                                    - torch.logsumexp(step.float(), dim=-1)) for t, step in enumerate(out.logits)],
+                                  dim=1).cpu()  # (B, steps)
     responses, logps = [], []
     for i, row in enumerate(tokens.cpu()):
         if stop_at_eos and eos_id is not None:
