@@ -289,3 +289,52 @@ def test_generation_logprobs_equal_a_forward_pass_and_leave_sampling_unchanged()
         forward, _, _ = response_logprobs(model, None, batch)
     for i, lp in enumerate(logps):
         assert lp.tolist() == pytest.approx(forward[i, :len(lp)].tolist(), abs=1e-4)
+
+
+@pytest.mark.parametrize("architecture", ["llama", "gpt_neox"])
+def test_generation_states_equal_the_rollout_forward_pass(architecture):
+    """What ``sample_with_states`` reads off generation (log-probs, entropies, the last-layer states a value
+    head reads) equals the rollout's forward pass of the policy at every real response token, for left-padded
+    queries of unequal length and responses cut at EOS; it draws the same tokens as ``sample_responses``;
+    and a PPO rollout built from it equals one built with the forward pass."""
+    from tiny_models import tiny_neox
+
+    from rlhf_lens.rl.rollout import ValueHead, sample_responses, sample_with_states
+
+    V, eos = 40, 2
+    model = (tiny_llama if architecture == "llama" else tiny_neox)(V, layers=2, hidden=16, seed=3)
+    out = torch.nn.Linear(16, V, bias=True)  # EOS made likely, so that responses of several lengths share a batch
+    with torch.no_grad():
+        out.weight.copy_(model.get_output_embeddings().weight)
+        out.bias.zero_()
+        out.bias[eos] = 2.5
+    model.set_output_embeddings(out)
+    queries = [torch.tensor([5, 6, 7]), torch.tensor([8]), torch.tensor([9, 10])] * 4
+    torch.manual_seed(1)
+    plain = sample_responses(model, queries, 7, pad_id=0, eos_id=eos)
+    torch.manual_seed(1)
+    got = sample_with_states(model, queries, 7, pad_id=0, eos_id=eos)
+    assert [r.tolist() for r in got.responses] == [r.tolist() for r in plain]
+    assert min(len(r) for r in got.responses) < 7  # some responses end early: padding is exercised
+    head = ValueHead(16)
+    torch.nn.init.normal_(head.linear.weight)
+    batch = pad_batch(queries, got.responses, 0)
+    with torch.no_grad():
+        logp, values, entropy = response_logprobs(model, head, batch, with_entropy=True)
+        from_states = head(got.hidden)
+    m = batch.mask.bool()
+    for mine, forward in ((got.logp, logp), (got.entropy, entropy), (from_states, values)):
+        assert mine.shape == forward.shape
+        assert torch.allclose(mine[m], forward[m], atol=1e-4)
+    assert (got.logp[~m] == 0).all()
+
+    cfg = PPOConfig(batch_size=12, mini_batch_size=6)
+    trainer = RLTrainer(model, model, SimpleNamespace(pad_token_id=0, eos_token_id=eos), cfg)
+    scores = torch.randn(12, 7)
+    a = trainer.rollout(queries, got.responses, scores)  # the policy's forward pass
+    torch.manual_seed(1)
+    sampled = trainer.sample(queries, 7)
+    assert [r.tolist() for r in sampled.responses] == [r.tolist() for r in got.responses]
+    b = trainer.rollout(queries, sampled.responses, scores, sampled=sampled)
+    for name in ("logp", "entropy", "values", "advantages", "returns"):
+        assert torch.allclose(getattr(a, name) * a.mask, getattr(b, name) * b.mask, atol=1e-4), name

@@ -63,9 +63,10 @@ def test_the_paper_preset_puts_the_reward_on_the_last_token(tokenizer):
         policy, ref = tiny_llama(len(tokenizer), hidden=16), tiny_llama(len(tokenizer), hidden=16)
         run = RLRun(policy, ref, tokenizer, UtilityTableReward(table), ["a great film", "the film"], cfg, seed=0)
 
-        def capture(queries, responses, scores, groups=None, placement=placement, trainer=run.trainer):
+        def capture(queries, responses, scores, groups=None, sampled=None, *, placement=placement,
+                    trainer=run.trainer):
             captured[placement] = scores.clone()
-            return RLTrainer.step(trainer, queries, responses, scores, groups)
+            return RLTrainer.step(trainer, queries, responses, scores, groups, sampled)
 
         run.trainer.step = capture
         run.train()

@@ -101,7 +101,9 @@ class RLRun:
             queries = [q for q in queries for _ in range(k)]
             groups = torch.arange(len(idx)).repeat_interleave(k)
         length = int(rng.integers(cfg.response_min_tokens, cfg.response_max_tokens + 1))
-        responses = self.trainer.generate(queries, length)
+        # a reward that reads the policy needs the step's own forward pass; otherwise generation's numbers serve
+        sampled = None if self.reward.reads_policy_hidden else self.trainer.sample(queries, length)
+        responses = self.trainer.generate(queries, length) if sampled is None else sampled.responses
         t_gen = time.perf_counter() - t0
         prompt_texts = [self.tokenizer.decode(q, skip_special_tokens=True) for q in queries]
         decoded = [decode_with_spans(self.tokenizer, r) for r in responses]
@@ -117,7 +119,7 @@ class RLRun:
         else:
             scores = self.reward.token_rewards(prompt_texts, texts, spans)
             stats_reward = self.reward.step_stats()  # a shaped reward's attribution cost per explainer
-        stats = self.trainer.step(queries, responses, scores, groups)
+        stats = self.trainer.step(queries, responses, scores, groups, sampled)
         stats.update(stats_reward)
         stats.update(self.reward.after_policy_step(groups, step=step, steps=cfg.steps))
         if self.gold is not None:  # scored after the update draws nothing from the RNG, so resume stays exact

@@ -28,7 +28,7 @@ from ..model_parts import pad_token_id
 from .advantages import KLController, masked_mean
 from .algorithm import Rollout, get_algorithm
 from .config import PPOConfig
-from .rollout import ValueHead, pad_batch, response_logprobs, sample_responses
+from .rollout import Generated, ValueHead, pad_batch, response_logprobs, sample_responses, sample_with_states
 
 log = logging.getLogger(__name__)
 
@@ -87,10 +87,17 @@ class RLTrainer:
                                 temperature=self.config.temperature, stop_at_eos=self.config.stop_at_eos,
                                 device=self.device)
 
+    def sample(self, queries: Sequence[torch.Tensor], length: int) -> Generated:
+        """``generate``'s draws with the policy's log-probs, entropies and (with a value head) last-layer
+        states from generation itself; ``step(..., sampled=...)`` then needs no forward pass of the policy."""
+        return sample_with_states(self.policy, queries, length, pad_id=self.pad_id, eos_id=self.eos_id,
+                                  temperature=self.config.temperature, stop_at_eos=self.config.stop_at_eos,
+                                  device=self.device, hidden=self.value_head is not None)
+
     # ------------------------------------------------------------------ one step
 
     def step(self, queries: Sequence[torch.Tensor], responses: Sequence[torch.Tensor], scores: torch.Tensor,
-             groups: torch.Tensor | None = None) -> dict:
+             groups: torch.Tensor | None = None, sampled: Generated | None = None) -> dict:
         """One update from a rollout batch; returns the step's statistics.
 
         ``scores`` (B, T') float: the reward's per-token scores (a sequence reward goes on the
@@ -98,18 +105,20 @@ class RLTrainer:
         ``scores(hidden (B, T, d_model), mask (B, T)) -> (B, T')`` given the policy's last-layer hidden
         states of the response from the rollout's own forward (a reward that reads the policy). ``groups`` (B,) long: the
         prompt index of each rollout (see ``Rollout.groups``); None when every prompt is its own.
+        ``sampled``: ``sample``'s output for these responses, whose log-probs, entropies and states stand in
+        for the rollout's forward pass of the policy (not with a reward that reads the policy).
         """
         B = len(queries)
         if B % self.config.mini_batch_size:
             raise ValueError(f"batch of {B} rollouts is not divisible by mini_batch_size {self.config.mini_batch_size}")
-        rollout = self.rollout(queries, responses, scores, groups)
+        rollout = self.rollout(queries, responses, scores, groups, sampled)
         stats = self.optimise(rollout)
         seq_kl = float(rollout.kl.sum(1).mean())
         self.kl.update(seq_kl, B)
         return self.step_stats(rollout, stats, seq_kl)
 
     def rollout(self, queries: Sequence[torch.Tensor], responses: Sequence[torch.Tensor], scores: torch.Tensor,
-                groups: torch.Tensor | None = None) -> Rollout:
+                groups: torch.Tensor | None = None, sampled: Generated | None = None) -> Rollout:
         """The rollout batch with old and reference log-probs, KL, values and the algorithm's advantages."""
         batch = pad_batch(queries, responses, self.pad_id, self.device)
         mask = batch.mask
@@ -120,6 +129,12 @@ class RLTrainer:
                 logp, values, entropy, hidden = response_logprobs(self.policy, self.value_head, batch,
                                                                   with_entropy=True, with_hidden=True)
                 scores = scores(hidden, mask)
+            elif sampled is not None:  # generation computed the policy's side already
+                if sampled.logp.shape != (B, T) or (self.value_head is not None and sampled.hidden is None):
+                    raise ValueError("the sampled batch does not match these responses (or has no states for "
+                                     "the value head): pass trainer.sample's output for exactly these responses")
+                logp, entropy = sampled.logp.to(self.device), sampled.entropy.to(self.device)
+                values = None if self.value_head is None else self.value_head(sampled.hidden.to(self.device))
             else:
                 logp, values, entropy = response_logprobs(self.policy, self.value_head, batch, with_entropy=True)
             score = torch.zeros(B, T, device=self.device)
