@@ -7,7 +7,7 @@ layer of a real activation store, split by prompt group as rule sae splits it.
 
 Each JSON object holds SAETrainConfig fields (d_sae defaults to d_model). Prints one line per setting.
 SAETrainConfig's own defaults are not the stage's: the default run's TopK SAEs are
-``{"kind": "topk", "k": 40, "epochs": 6, "lr": 0.003, "lr_decay": 0.3, "batch_size": 512, "decoder": "free",
+``{"kind": "topk", "k": 52, "epochs": 6, "lr": 0.003, "lr_decay": 0.3, "batch_size": 512, "decoder": "free",
 "dead_after": 2048, "aux_coef": 0.125}`` (sae: in config.yaml).
 """
 

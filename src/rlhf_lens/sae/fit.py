@@ -40,8 +40,8 @@ class SAEStageConfig:
     """Dictionary sizes as multiples of d_model: the first is the small dictionary, the last the large."""
     l1: float = 4e-3
     """relu: L1 coefficient, on activations scaled to mean norm sqrt(d_model)."""
-    k: int = 40
-    """topk: active latents per token."""
+    k: int = 52
+    """topk: active latents per token (40 left held-out EV at 0.577 on block 17 of the default store; 52: 0.611)."""
     b_dec_init: str = "mean"
     """Starting decoder bias: mean (of the training activations) or zeros (the paper's SAEs)."""
     lr: float = 3e-3
