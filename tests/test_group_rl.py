@@ -78,6 +78,16 @@ def test_an_all_equal_group_gets_zero_advantage_without_nan(method):
     assert group_stats(x, g)["zero_std_groups"] == pytest.approx(2 / 3)
 
 
+def test_group_stats_fractions_are_exact():
+    """Two groups of three, all equal: exactly 1 (summing 1/6 six times gave 0.9999999999999999, which a
+    workflow test's set of possible fractions {0, 0.5, 1} then missed)."""
+    stats = group_stats(torch.tensor([1.0, 1.0, 1.0, 0.3, 0.3, 0.3]), torch.tensor([0, 0, 0, 1, 1, 1]))
+    assert stats["zero_std_groups"] == 1.0 and stats["group_reward_std"] == 0.0
+    thirds = group_stats(torch.tensor([1.0, 1.0, 1.0, 0.3, 0.3, 0.3, 0.0, 2.0, 5.0]),
+                         torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2]))
+    assert thirds["zero_std_groups"] == 2 / 3
+
+
 def test_group_stats_count_each_group_once():
     stats = group_stats(torch.tensor([0.0, 2.0, 5.0, 5.0, 5.0]), torch.tensor([0, 0, 1, 1, 1]))
     assert stats["group_reward_std"] == pytest.approx(math.sqrt(2) / 2)  # (sqrt(2) + 0) / 2 groups

@@ -91,8 +91,8 @@ def group_stats(x: torch.Tensor, groups: torch.Tensor) -> dict[str, float]:
     """Logged per step: ``group_reward_std``, the mean over groups of the within-group std of ``x``, and
     ``zero_std_groups``, the fraction of groups whose rewards are all equal (no learning signal; TRL's
     frac_reward_zero_std). Each group counts once, whatever its size."""
-    sums, counts = _sums(x, groups)
-    weight = 1.0 / (counts[groups] * len(counts))  # sums each group's (equal) values to one per group
-    std = (group_std(x, groups) * weight).sum()
-    equal = (group_all_equal(x, groups).double() * weight).sum()
-    return {"group_reward_std": float(std), "zero_std_groups": float(equal)}
+    # Each rollout carries its group's value: a group's sum over its rollouts divided by its size is that
+    # value again (exactly, for the 0/1 flags), so the mean over groups of all-equal flags is k / G exactly.
+    std, counts = _sums(group_std(x, groups), groups)
+    equal, _ = _sums(group_all_equal(x, groups), groups)
+    return {"group_reward_std": float((std / counts).mean()), "zero_std_groups": float((equal / counts).mean())}
