@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/sae_vs_saelens.py [--model DIR] [--layer 3] [--steps 300]
     .venv/bin/python benchmarks/sae_vs_saelens.py --store results/default/activations/utility/rlhf --layer 28 \
-        --epochs 6 --batch 512 --k 40 --lr 3e-3 --lr-decay 0.3 --b-dec-init mean --mult 1 --threads 1
+        --epochs 6 --batch 512 --k 52 --lr 3e-3 --lr-decay 0.3 --b-dec-init mean --mult 1 --threads 1
 
 1. Caches MLP-output activations of one block of the model on the built-in review texts
    (rlhf_lens.activations), split into training and evaluation tokens; or, with ``--store``, reads one
