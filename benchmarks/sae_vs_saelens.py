@@ -18,9 +18,13 @@
    last ``--lr-decay`` fraction of the steps (SAELens: constant scheduler with ``lr_decay_steps``) and
    the same starting decoder bias (``--b-dec-init mean``: SAELens's runner option of that name, set
    here by hand because SAETrainer alone leaves b_dec at zeros).
-   Each is run ``--repeats`` times, alternately, and its fastest run counts (the CPU is shared).
-4. Scores both reconstructions of the evaluation tokens with the same explained variance
-   (around the mean, float64, rlhf_lens.sae.metrics) and prints tokens/s side by side.
+   Both train with each of ``--seeds`` (default 0 1 2); the arms run alternately, ``--repeats`` times per
+   seed, and each (arm, seed) keeps its fastest run (the CPU is shared). Ours runs the default run's
+   ``sae.autocast`` (``auto``: bfloat16 products where the CPU has them natively); ``--saelens-autocast``
+   adds SAELens with its own ``autocast`` (bfloat16) as a second anchor.
+4. Scores every reconstruction of the evaluation tokens with the same explained variance
+   (around the mean, float64, rlhf_lens.sae.metrics) and prints tokens/s (median over seeds) and EV (mean
+   over seeds) side by side, with the per-seed speed ratios and EV differences.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -65,7 +70,8 @@ if args["b_dec_init"] == "mean":
     with torch.no_grad():
         sae.b_dec.copy_(x.mean(0))
 tcfg = SAETrainerConfig(total_training_samples=steps * batch, train_batch_size_samples=batch, lr=args["lr"], lr_end=args["lr"],
-                        lr_decay_steps=args["decay_steps"], device="cpu", n_batches_for_norm_estimate=1)
+                        lr_decay_steps=args["decay_steps"], device="cpu", n_batches_for_norm_estimate=1,
+                        autocast=args["autocast"])
 trainer = SAETrainer(cfg=tcfg, sae=sae, data_provider=provider())
 t = time.perf_counter()
 trainer.fit()
@@ -106,6 +112,19 @@ def read_store(store: str, layer: int):
     return read_layer(store, layer, train_ids)[1], read_layer(store, layer, eval_ids)[1]
 
 
+def _ev_difference(ours: dict, theirs: dict) -> str:
+    """Mean EV difference over seeds with Welch's 95% interval: a seed draws the initialisation and the token
+    order of each tool from its own generator, so the two runs of a seed are independent, not paired."""
+    from scipy import stats
+
+    a, b = list(ours.values()), list(theirs.values())
+    diff = statistics.mean(a) - statistics.mean(b)
+    if len(a) < 2:
+        return f"{diff:+.4f} (one seed: no interval)"
+    low, high = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    return f"{diff:+.4f} [{low:+.4f}, {high:+.4f}] (Welch 95% over {len(a)} seeds each)"
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="resources/models/smollm2-135m-instruct")
@@ -117,12 +136,18 @@ def main() -> int:
     p.add_argument("--lr-decay", type=float, default=0.0, help="fraction of steps of linear decay to 0 at the end")
     p.add_argument("--b-dec-init", choices=("zeros", "mean"), default="zeros")
     p.add_argument("--decoder", choices=("free", "unit"), default="free", help="our TopK's sae.decoder")
+    p.add_argument("--autocast", choices=("auto", "bfloat16", "off"), default="auto",
+                   help="our sae.autocast (the default run's: auto, bfloat16 products where the CPU has them)")
+    p.add_argument("--saelens-autocast", action="store_true",
+                   help="also time SAELens with its own autocast (bfloat16 products), a second anchor row")
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--mult", type=int, default=2, help="dictionary size as a multiple of d_model")
     p.add_argument("--k", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=3, help="alternating timed runs of each; the fastest counts")
+    p.add_argument("--repeats", type=int, default=1, help="alternating timed runs of each (arm, seed); the fastest counts")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                   help="training seeds (initialisation and order): speed is the median, EV the mean over them")
     args = p.parse_args()
 
     import numpy as np
@@ -140,8 +165,10 @@ def main() -> int:
         else:
             x, x_eval = cache_activations(args.model, args.layer, args.tokens, tmp)
         d = x.shape[1]
-        if args.epochs is not None:  # whole passes of full batches, as SAELens's provider serves them
-            args.steps = args.epochs * (len(x) // args.batch)
+        if args.epochs is not None:
+            # Our whole passes (the last batch of each a partial one), so our learning rate reaches 0 at the end
+            # as SAELens's does; SAELens's provider serves as many full batches (6 of 300 from a 7th pass).
+            args.steps = args.epochs * -(-len(x) // args.batch)
         np.save(tmp / "train.npy", x.numpy())
         np.save(tmp / "eval.npy", x_eval.numpy())
         epochs_equiv = args.steps * args.batch / len(x)
@@ -149,45 +176,60 @@ def main() -> int:
 
         # Ours: the same number of steps, as whole epochs plus the remainder via stop_after.
         steps_per_epoch = -(-len(x) // args.batch)
-        cfg = SAETrainConfig(kind="topk", d_sae=args.mult * d, k=args.k, lr=args.lr, batch_size=args.batch,
-                             epochs=-(-args.steps // steps_per_epoch), seed=0, checkpoint_every=0,
-                             lr_decay=args.lr_decay, b_dec_init=args.b_dec_init, decoder=args.decoder)
+        base = SAETrainConfig(kind="topk", d_sae=args.mult * d, k=args.k, lr=args.lr, batch_size=args.batch,
+                              epochs=-(-args.steps // steps_per_epoch), seed=0, checkpoint_every=0,
+                              lr_decay=args.lr_decay, b_dec_init=args.b_dec_init, decoder=args.decoder,
+                              autocast=args.autocast)
         # The first torch.optim optimiser built in a process imports torch._dynamo (~2 s). SAELens's
         # timed region (trainer.fit) starts after its optimiser exists, so pay that import here too.
         torch.optim.Adam([torch.zeros(1, requires_grad=True)])
         job = {"train": str(tmp / "train.npy"), "eval": str(tmp / "eval.npy"), "out": str(tmp / "recon.npy"),
                "d_sae": args.mult * d, "k": args.k, "lr": args.lr, "batch": args.batch, "steps": args.steps,
-               "seed": 0, "threads": args.threads, "b_dec_init": args.b_dec_init,
-               "decay_steps": round(args.lr_decay * args.steps)}
-        # The CPU is shared, so the two run alternately and each keeps its fastest repeat; both are
-        # deterministic, so every repeat gives the same weights.
-        ours_times, theirs_times = [], []
-        for _ in range(args.repeats):
+               "threads": args.threads, "b_dec_init": args.b_dec_init, "decay_steps": round(args.lr_decay * args.steps)}
+
+        def ours(seed):
             t = time.perf_counter()
-            ours, _ = train_sae(x, cfg, progress=False, stop_after=args.steps)
-            ours_times.append(time.perf_counter() - t)
-            proc = subprocess.run([str(python), "-c", WORKER, json.dumps(job)], capture_output=True, text=True,
-                                  env={**os.environ, "WANDB_MODE": "disabled"})
+            sae, _ = train_sae(x, SAETrainConfig(**{**base.__dict__, "seed": seed}), progress=False, stop_after=args.steps)
+            seconds = time.perf_counter() - t
+            with torch.no_grad():
+                return seconds, explained_variance(x_eval, sae(x_eval)[0])
+
+        def saelens(seed, autocast):
+            proc = subprocess.run([str(python), "-c", WORKER, json.dumps({**job, "seed": seed, "autocast": autocast})],
+                                  capture_output=True, text=True, env={**os.environ, "WANDB_MODE": "disabled"})
             if proc.returncode != 0:
                 print(proc.stderr[-3000:], file=sys.stderr)
-                print("SAELens run failed (see above)")
-                return 1
-            theirs_times.append(json.loads(proc.stdout.strip().splitlines()[-1])["seconds"])
-        ours_s, theirs_s = min(ours_times), min(theirs_times)
-        with torch.no_grad():
-            ours_ev = explained_variance(x_eval, ours(x_eval)[0])
-        theirs_ev = explained_variance(x_eval, torch.from_numpy(np.load(tmp / "recon.npy")))
-        print("seconds per repeat: ours", [round(v, 2) for v in ours_times],
-              "SAELens", [round(v, 2) for v in theirs_times])
+                raise SystemExit("SAELens run failed (see above)")
+            seconds = json.loads(proc.stdout.strip().splitlines()[-1])["seconds"]
+            return seconds, explained_variance(x_eval, torch.from_numpy(np.load(tmp / "recon.npy")))
+
+        arms = {f"rlhf-lens ({args.autocast})": ours, "SAELens": lambda s: saelens(s, False)}
+        if args.saelens_autocast:
+            arms["SAELens autocast"] = lambda s: saelens(s, True)
+        # The CPU is shared, so the arms run alternately and each (arm, seed) keeps its fastest repeat; every
+        # run is deterministic, so repeats give the same weights. Seeds vary the initialisation and the order.
+        seconds = {a: {s: float("inf") for s in args.seeds} for a in arms}
+        ev = {a: {} for a in arms}
+        for seed in args.seeds:
+            for _ in range(args.repeats):
+                for arm, run in arms.items():
+                    t, ev[arm][seed] = run(seed)
+                    seconds[arm][seed] = min(seconds[arm][seed], t)
+            print(f"seed {seed}: " + "; ".join(f"{a} {seconds[a][seed]:.2f} s, EV {ev[a][seed]:.4f}" for a in arms),
+                  flush=True)
 
     tokens = args.steps * args.batch
     print(f"\nTopK SAE, d_sae {args.mult * d}, k {args.k}, {args.steps} steps x {args.batch} tokens "
-          f"(~{epochs_equiv:.1f} epochs), {args.threads} threads")
-    print(f"{'':12}{'tokens/s':>12}{'EV (around mean)':>20}")
-    print(f"{'rlhf-lens':12}{tokens / ours_s:12.0f}{ours_ev:20.4f}")
-    print(f"{'SAELens':12}{tokens / theirs_s:12.0f}{theirs_ev:20.4f}")
-    print(f"speed ratio (ours / SAELens): {theirs_s / ours_s:.2f}x; EV difference (ours - SAELens): "
-          f"{ours_ev - theirs_ev:+.4f}")
+          f"(~{epochs_equiv:.1f} epochs), {args.threads} threads, seeds {args.seeds}")
+    print(f"{'':24}{'tokens/s (median)':>18}{'EV (mean over seeds)':>22}")
+    for arm in arms:
+        print(f"{arm:24}{tokens / statistics.median(seconds[arm].values()):18.0f}"
+              f"{statistics.mean(ev[arm].values()):22.4f}")
+    ours_arm = next(iter(arms))
+    for anchor in list(arms)[1:]:
+        ratios = [seconds[anchor][s] / seconds[ours_arm][s] for s in args.seeds]
+        print(f"vs {anchor}: speed ratio (median over seeds) {statistics.median(ratios):.2f}x "
+              f"[{min(ratios):.2f}, {max(ratios):.2f}]; EV difference (ours - theirs) {_ev_difference(ev[ours_arm], ev[anchor])}")
     return 0
 
 

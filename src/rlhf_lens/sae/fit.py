@@ -15,12 +15,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from ..activations import doc_groups, read_docs, read_layer, read_manifest, split_docs
 from ..model_parts import find_blocks, pad_token_id, site_module
 from ..atomic import atomic_dir, write_json
 from ..missing import json_safe
 from .base import activation_scale, fold_input_scale
 from .io import saelens_hook_name, save_sae
+from .precision import autocast_dtype
 from .metrics import reconstruction_metrics, spliced_losses
 from .registry import architectures
 from .train import SAETrainConfig, train_sae
@@ -61,6 +64,10 @@ class SAEStageConfig:
     renormalised after every step, Gao et al.)."""
     batch_size: int = 512
     """Tokens per optimiser step."""
+    autocast: str = "auto"
+    """Dtype of the training step's matrix products: auto (bfloat16 where the device has it natively: AVX512-BF16
+    or AMX CPUs, bf16 GPUs; else float32), bfloat16, or off (float32). Parameters, optimiser state, the loss, the
+    saved SAEs and every metric stay float32 (rlhf_lens.sae.precision)."""
     baseline_seeds: tuple[int, ...] = (1, 2, 3)
     """Extra seeds for the seed-vs-seed baseline: each kind's small dictionary is trained again with each."""
     eval_fraction: float = 0.2
@@ -98,7 +105,7 @@ def fit_saes(store: str | os.PathLike, layer: int, outputs: dict[str, str | os.P
         started = time.monotonic()
         tcfg = SAETrainConfig(kind=kind, d_sae=mult * d, l1=cfg.l1, k=cfg.k, lr=cfg.lr, lr_decay=cfg.lr_decay, epochs=cfg.epochs,
                               dead_after=cfg.dead_after, aux_coef=cfg.aux_coef, decoder=cfg.decoder,
-                              batch_size=cfg.batch_size, b_dec_init=cfg.b_dec_init,
+                              batch_size=cfg.batch_size, b_dec_init=cfg.b_dec_init, autocast=cfg.autocast,
                               seed=seed if own_seed is None else own_seed)
         out = Path(outputs[name])
         ckpt = out.parent / f".{out.name}.ckpt.pt"  # beside the output: Snakemake clears outputs of failed jobs
@@ -109,6 +116,7 @@ def fit_saes(store: str | os.PathLike, layer: int, outputs: dict[str, str | os.P
         metrics = {"layer": layer, "size": name, "kind": kind, "d_in": d, "d_sae": tcfg.d_sae, "seed": tcfg.seed,
                    "site": manifest["site"], "train_tokens": len(x_train), "train_seconds": train_s,
                    "activation_scale": scale,
+                   "train_products": str(autocast_dtype(cfg.autocast, device) or torch.float32).removeprefix("torch."),
                    "train_tokens_per_second": cfg.epochs * len(x_train) / max(train_s, 1e-9),
                    "final_epoch": history[-1] if history else None}
         metrics.update(reconstruction_metrics(sae, x_eval))

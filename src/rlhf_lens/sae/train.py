@@ -17,6 +17,7 @@ import torch
 from tqdm import tqdm
 
 from ..atomic import atomic_file
+from .precision import autocast, autocast_dtype
 from .registry import build_sae
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,9 @@ class SAETrainConfig:
     b_dec_init: str = "mean"
     """Starting decoder bias: mean (of ``x``: the latents need not carry the offset, so fewer become
     always-on; measured at block 19, 25k tokens: 2% dense latents instead of 9%) or zeros."""
+    autocast: str = "off"
+    """Dtype of the step's matrix products: off (float32), bfloat16 (torch.autocast; parameters, optimiser
+    state and loss stay float32), or auto (bfloat16 where the device computes it natively; rlhf_lens.sae.precision)."""
     seed: int = 0
     """Seeds the initialisation and the shuffles."""
     checkpoint_every: int = 500
@@ -81,6 +85,7 @@ def train_sae(x: torch.Tensor, cfg: SAETrainConfig, checkpoint: str | os.PathLik
         raise ValueError(f"b_dec_init {cfg.b_dec_init!r}: expected mean or zeros")
     sae = sae.to(device)
     x = x.to(device)
+    products = autocast_dtype(cfg.autocast, device)
     opt = torch.optim.Adam(sae.parameters(), lr=cfg.lr, fused=True)  # fused: one kernel, not one per tensor
     steps_per_epoch = (len(x) + cfg.batch_size - 1) // cfg.batch_size
     ckpt = Path(checkpoint) if checkpoint else None
@@ -99,7 +104,8 @@ def train_sae(x: torch.Tensor, cfg: SAETrainConfig, checkpoint: str | os.PathLik
         sums: dict[str, float] = {}
         while step < steps_per_epoch:
             _set_lr(opt, cfg, (epoch * steps_per_epoch + step) / (cfg.epochs * steps_per_epoch))
-            parts = _optimiser_step(sae, opt, x[perm[step * cfg.batch_size:(step + 1) * cfg.batch_size]])
+            parts = _optimiser_step(sae, opt, x[perm[step * cfg.batch_size:(step + 1) * cfg.batch_size]], products,
+                                    device)
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + v
             step += 1
@@ -143,9 +149,11 @@ def _set_lr(opt, cfg: SAETrainConfig, progress: float) -> None:
         group["lr"] = cfg.lr * factor
 
 
-def _optimiser_step(sae, opt, xb: torch.Tensor) -> dict[str, float]:
-    """One step on batch ``xb``; returns the loss and its parts."""
-    loss, parts = sae.loss(xb)
+def _optimiser_step(sae, opt, xb: torch.Tensor, products: torch.dtype | None = None, device: str = "cpu"
+                    ) -> dict[str, float]:
+    """One step on batch ``xb``, its products in ``products`` (None: float32); returns the loss and its parts."""
+    with autocast(products, device):
+        loss, parts = sae.loss(xb)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
