@@ -165,10 +165,8 @@ def main() -> int:
         else:
             x, x_eval = cache_activations(args.model, args.layer, args.tokens, tmp)
         d = x.shape[1]
-        if args.epochs is not None:
-            # Our whole passes (the last batch of each a partial one), so our learning rate reaches 0 at the end
-            # as SAELens's does; SAELens's provider serves as many full batches (6 of 300 from a 7th pass).
-            args.steps = args.epochs * -(-len(x) // args.batch)
+        if args.epochs is not None:  # whole passes of full batches, as both trainers take them
+            args.steps = args.epochs * (len(x) // args.batch)
         np.save(tmp / "train.npy", x.numpy())
         np.save(tmp / "eval.npy", x_eval.numpy())
         epochs_equiv = args.steps * args.batch / len(x)

@@ -50,7 +50,7 @@ class SAETrainConfig:
     epochs: int = 3
     """Passes over the training tokens."""
     batch_size: int = 256
-    """Tokens per optimiser step."""
+    """Tokens per optimiser step (each epoch takes the full batches of a fresh shuffle; the remainder is left out)."""
     b_dec_init: str = "mean"
     """Starting decoder bias: mean (of ``x``: the latents need not carry the offset, so fewer become
     always-on; measured at block 19, 25k tokens: 2% dense latents instead of 9%) or zeros."""
@@ -87,7 +87,7 @@ def train_sae(x: torch.Tensor, cfg: SAETrainConfig, checkpoint: str | os.PathLik
     x = x.to(device)
     products = autocast_dtype(cfg.autocast, device)
     opt = torch.optim.Adam(sae.parameters(), lr=cfg.lr, fused=True)  # fused: one kernel, not one per tensor
-    steps_per_epoch = (len(x) + cfg.batch_size - 1) // cfg.batch_size
+    steps_per_epoch = _steps_per_epoch(len(x), cfg.batch_size)
     ckpt = Path(checkpoint) if checkpoint else None
     epoch, step, history = _resume(ckpt, cfg, len(x), sae, opt)
 
@@ -133,6 +133,15 @@ def _initial_sae(cfg: SAETrainConfig, d: int):
     torch.manual_seed(cfg.seed * 1_000_003 + cfg.d_sae)
     return build_sae(cfg.kind, d, cfg.d_sae, l1=cfg.l1, k=cfg.k, aux_coef=cfg.aux_coef, dead_after=cfg.dead_after,
                      decoder=cfg.decoder)
+
+
+def _steps_per_epoch(n: int, batch_size: int) -> int:
+    """Full batches per pass over ``n`` tokens; the remainder (a different random few each epoch) is left out.
+
+    A last partial batch gets a full-size Adam step from however few tokens it holds: at 25,602 training
+    tokens and batch 512, a 2-token batch ended every epoch and cost 0.016 held-out EV (0.648 vs 0.664 with
+    it left out, as SAELens and torch's ``drop_last`` do). With fewer tokens than one batch, one batch of all."""
+    return max(1, n // batch_size)
 
 
 def _epoch_order(cfg: SAETrainConfig, epoch: int, n: int) -> torch.Tensor:
