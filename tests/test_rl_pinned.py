@@ -47,6 +47,12 @@ POLICY_CHANGE_NORM = 7.654577200433928  # ||theta_final - theta_initial||_2 over
 VALUE_HEAD_NORM = 0.021759898403900076
 FINAL_KL_COEF = "0x1.937c965393fbdp-3"
 REL = 1e-4
+# Fractions of clipped ratios / values count elements at a threshold: one element of the 40 a step clips on
+# one CPU and not on another (the Intel Xeon of the ninth session: value_clip_frac 1/40 at step 1 where the AMD
+# recording has 0, every continuous metric within REL). One element either way is float rounding; a changed
+# formula moves the continuous metrics.
+CLIP_FRACTIONS = {"clip_frac", "value_clip_frac"}
+CLIP_ABS = 1 / 40 + 1e-9
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # the pinned values hold for one CPU thread
@@ -73,7 +79,8 @@ def test_three_ppo_steps_reproduce_the_recorded_numbers(tiny_model_dir):
     assert metrics["response_length"].tolist() == RESPONSE_LENGTHS
     for step, (row, want) in enumerate(zip(metrics.to_dict("records"), PINNED)):
         for key, value in want.items():
-            assert float(row[key]) == pytest.approx(float.fromhex(value), rel=REL, abs=1e-9), (step, key)
+            tol = CLIP_ABS if key in CLIP_FRACTIONS else 1e-9
+            assert float(row[key]) == pytest.approx(float.fromhex(value), rel=REL, abs=tol), (step, key)
     initial, _ = load_prepared(tiny_model_dir)
     start = initial.state_dict()
     change = sum(float(((t.detach().double() - start[n].double()) ** 2).sum()) for n, t in policy.state_dict().items())
