@@ -9,6 +9,7 @@ the context corpus for corpus-based methods, seeds for anything trained.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol
 
 import numpy as np
@@ -52,3 +53,43 @@ class DiffingMethod(Protocol):
     config_class: ClassVar[type]
 
     def run(self, ctx: Any, cfg: Any) -> MethodResult: ...
+
+
+@dataclass
+class DiffContext:
+    """Everything a method may read. Paths are resolved by the stage; models load on first use.
+
+    Blocks are 0-based block indices (``layers``), as the divergence stage writes them; a method that
+    reads the residual stream "after block L" reads transformers' ``hidden_states[L + 1]``.
+    """
+
+    base_dir: Path
+    """Prepared base model folder (HF layout; also holds the tokenizer)."""
+    policy_dir: Path
+    """Policy folder (HF layout), loadable like the base model."""
+    corpus: pd.DataFrame
+    """Context corpus: columns ``text`` (str), ``group`` (int, the independent prompt group) and
+    ``prompt_chars`` (int, length of the leading prompt in ``text``; 0 where there is none)."""
+    layers: list[int] = field(default_factory=list)
+    """Studied blocks (the divergence stage's top n), 0-based."""
+    stores: dict[str, Path] = field(default_factory=dict)
+    """Activation store folder per role ("base", "rlhf"): identical tokens in both; may be empty."""
+    sae_dirs: dict[int, Path] = field(default_factory=dict)
+    """Block -> the base model's SAE folder (SAELens layout) that ``sae_shift`` reads; may be empty."""
+    crosscoder_dirs: dict[int, Path] = field(default_factory=dict)
+    """Block -> crosscoder folder, where crosscoders were trained; may be empty."""
+    work_dir: Path | None = None
+    """A folder a method may write checkpoints or caches into (resumable training)."""
+    device: str = "cpu"
+    seed: int = 0
+    _models: tuple | None = field(default=None, repr=False)
+
+    def models(self):
+        """(base model, policy model, tokenizer), loaded once, eval mode, on ``device``."""
+        if self._models is None:
+            from ..models import load_prepared
+
+            base, tokenizer = load_prepared(self.base_dir, device=self.device)
+            policy, _ = load_prepared(self.policy_dir, device=self.device)
+            self._models = (base, policy, tokenizer)
+        return self._models
