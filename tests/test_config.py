@@ -206,3 +206,32 @@ def test_train_rewards_default_to_all_and_bound_what_is_interpreted():
         validate_config({"rewards": rewards, "train_rewards": ["c"]})
     with pytest.raises(ConfigError, match="key 'interpret_rewards' names reward 'a', whose policy is not trained"):
         validate_config({"rewards": rewards, "train_rewards": ["b"], "interpret_rewards": ["a"]})
+
+
+def test_sae_k_above_the_smallest_dictionary_is_refused_with_the_key_named(tiny_model_dir):
+    """Where the model's config.json is on disk (a local folder spec, or a prepared model), validation refuses a
+    TopK k that no dictionary can hold; the tiny model has d_model 32, so sizes [1, 2] allow k <= 32."""
+    model = {"name": "tiny-k-check", "spec": str(tiny_model_dir)}
+    assert validate_config({"model": model, "sae": {"k": 32}})["sae"]["k"] == 32
+    with pytest.raises(ConfigError) as err:
+        validate_config({"model": model, "sae": {"k": 100000}})
+    assert "key 'sae.k' has value 100000" in str(err.value) and "1..32" in str(err.value)
+    with pytest.raises(ConfigError, match=r"1\.\.64"):  # the smallest of the sizes, whatever their order
+        validate_config({"model": model, "sae": {"k": 65, "sizes": [4, 2]}})
+    assert validate_config({"model": model, "sae": {"k": 100000, "kinds": ["relu"]}})  # relu has no k
+
+
+def test_prepare_model_refuses_a_k_that_does_not_fit_before_writing(tiny_model_dir, tmp_path):
+    """A GGUF or hub spec on a fresh machine: the prepare_model job is the first to know d_model."""
+    from functools import partial
+
+    from rlhf_lens.config import require_model_fits
+    from rlhf_lens.models import ModelConfig, prepare_model
+
+    cfg = validate_config({"sae": {"k": 100000}})  # the default GGUF spec: not checkable at validation
+    out = tmp_path / "prepared"
+    with pytest.raises(ConfigError, match=r"key 'sae.k' has value 100000.*1\.\.32"):
+        prepare_model(ModelConfig(name="tiny", spec=str(tiny_model_dir)), out, check=partial(require_model_fits, cfg))
+    assert not out.exists()
+    prepare_model(ModelConfig(name="tiny", spec=str(tiny_model_dir)), out, check=partial(require_model_fits, validate_config({})))
+    assert (out / "config.json").is_file()

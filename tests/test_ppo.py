@@ -332,7 +332,7 @@ def test_generation_states_equal_the_rollout_forward_pass(architecture):
     trainer = RLTrainer(model, model, SimpleNamespace(pad_token_id=0, eos_token_id=eos), cfg)
     scores = torch.randn(12, 7)
     a = trainer.rollout(queries, got.responses, scores)  # the policy's forward pass
-    torch.manual_seed(1)
+    trainer.sample_generator.manual_seed(1)  # the trainer samples from its own generator, not the global RNG
     sampled = trainer.sample(queries, 7)
     assert [r.tolist() for r in sampled.responses] == [r.tolist() for r in got.responses]
     b = trainer.rollout(queries, sampled.responses, scores, sampled=sampled)

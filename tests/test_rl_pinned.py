@@ -18,9 +18,10 @@ from __future__ import annotations
 import pytest
 
 from rlhf_lens.models import load_prepared
-from rlhf_lens.rewards.utility_table import UtilityTableReward, words_with_spans
+from rlhf_lens.rewards.utility_table import UtilityTableReward
 from rlhf_lens.rl.config import PPOConfig
 from rlhf_lens.rl.train import RLRun
+from tiny_models import vocabulary_table
 
 PINNED = [
     {"reward_mean": "0x0.0p+0", "reward_std": "0x1.4e6fe00000000p-3", "kl_mean": "0x0.0p+0",
@@ -48,23 +49,14 @@ VALUE_HEAD_NORM = 0.021759898403900076
 FINAL_KL_COEF = "0x1.937c965393fbdp-3"
 REL = 1e-4
 # Fractions of clipped ratios / values count elements at a threshold: one element of the 40 a step clips on
-# one CPU and not on another (the Intel Xeon of the ninth session: value_clip_frac 1/40 at step 1 where the AMD
-# recording has 0, every continuous metric within REL). One element either way is float rounding; a changed
+# one CPU and not on another (an Intel Xeon with AMX, at commit 9787bd7: value_clip_frac 1/40 at step 1 where the
+# AMD recording has 0, every continuous metric within REL). One element either way is float rounding; a changed
 # formula moves the continuous metrics.
 CLIP_FRACTIONS = {"clip_frac", "value_clip_frac"}
 CLIP_ABS = 1 / 40 + 1e-9
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # the pinned values hold for one CPU thread
-
-
-def vocabulary_table(tokenizer) -> dict[str, float]:
-    """A utility for every word a single token decodes to, so random tiny-model text earns rewards."""
-    table: dict[str, float] = {}
-    for i in range(len(tokenizer)):
-        for word, _ in words_with_spans(tokenizer.decode([i])):
-            table.setdefault(word, (len(word) % 5 - 2) / 2)
-    return table
 
 
 def test_three_ppo_steps_reproduce_the_recorded_numbers(tiny_model_dir):

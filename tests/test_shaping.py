@@ -65,6 +65,20 @@ def test_shaped_rewards_sum_to_the_sequence_reward_exactly():
     assert only_last[0].tolist() == [0, 0, 0, 0, r[0]]
 
 
+@pytest.mark.parametrize("name", ["last_token", "uniform"])
+def test_share_components_keep_their_shape_for_negative_rewards(responses, utility, name):
+    """last_token puts all of a negative reward on the last token too (it once fell back to uniform there:
+    its "attribution" (0, ..., 1) has the other sign than r, which normalise reads as cancelling)."""
+    texts, spans = responses
+    shaped = ShapedReward(utility, ShapingConfig(weights={name: 1.0}))
+    rows = shaped.token_rewards([""] * 3, texts, spans)
+    r = utility.score([""] * 3, texts).double().numpy()
+    assert r[2] < 0 < r[1]  # the third text is negative
+    for row, n, ri in zip(rows.double().numpy(), map(len, spans), r):
+        expected = np.eye(n)[-1] * ri if name == "last_token" else np.full(n, ri / n)
+        np.testing.assert_allclose(row[:n], expected, rtol=1e-6, atol=1e-7)
+
+
 def test_shap_recovers_each_tokens_share_of_the_utility(responses, utility):
     texts, spans = responses
     cfg = ShapingConfig(weights={"last_token": 0.5, "shap": 0.5}, shap_max_evals=200)

@@ -62,3 +62,15 @@ def save_tiny_model(path: str | Path, tokenizer, architecture: str = "llama", **
     model.save_pretrained(path, safe_serialization=True)
     tokenizer.save_pretrained(path)
     return path
+
+
+def vocabulary_table(tokenizer) -> dict[str, float]:
+    """A utility for every word a single token decodes to, so random tiny-model text earns rewards (a table of a
+    few real words gives a tiny random policy reward 0 nearly always, and then nothing trains)."""
+    from rlhf_lens.rewards.utility_table import words_with_spans
+
+    table: dict[str, float] = {}
+    for i in range(len(tokenizer)):
+        for word, _ in words_with_spans(tokenizer.decode([i])):
+            table.setdefault(word, (len(word) % 5 - 2) / 2)
+    return table

@@ -293,9 +293,9 @@ def _reward_name_problems(config: dict) -> list[str]:
         if name in config["rewards"] and name not in trained_rewards(config)]
 
 
-def _model_depth(config: dict) -> int | None:
-    """Blocks of the base model, read from a config.json already on disk (the prepared folder, or a local
-    folder spec); None when no such file exists yet (the sarm job then checks before training)."""
+def _prepared_model_config(config: dict) -> dict | None:
+    """The base model's config.json already on disk (the prepared folder, or a local folder spec); None when
+    no such file exists yet (the first job that knows the model then checks, see ``model_size_problems``)."""
     import json
 
     candidates = [REPO_ROOT / "resources" / "models" / config["model"]["name"] / "config.json",
@@ -306,10 +306,53 @@ def _model_depth(config: dict) -> int | None:
     for path in candidates:
         if path.is_file():
             try:
-                return int(json.loads(path.read_text())["num_hidden_layers"])
-            except (ValueError, KeyError, TypeError):
+                return json.loads(path.read_text())
+            except ValueError:
                 return None
     return None
+
+
+def _model_depth(config: dict) -> int | None:
+    """Blocks of the base model, from its config.json on disk; None when not known yet."""
+    try:
+        return int(_prepared_model_config(config)["num_hidden_layers"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def model_width(model_config: dict | None) -> int | None:
+    """d_model of a Hugging Face config.json's contents (hidden_size, or GPT-2's n_embd); None if absent."""
+    for key in ("hidden_size", "n_embd", "d_model"):
+        if isinstance(model_config, dict) and isinstance(model_config.get(key), int):
+            return model_config[key]
+    return None
+
+
+def model_size_problems(config: dict, d_model: int) -> list[str]:
+    """Settings that must fit the model's width ``d_model``: ``sae.k`` (active latents of the architectures that
+    have a k, TopK) at most the smallest dictionary, min(sae.sizes) * d_model latents. Checked at validation
+    when the model's config.json is on disk, else by the prepare_model job, before any RL."""
+    from dataclasses import fields
+
+    from .sae.registry import get_sae_class
+
+    sae = config["sae"]
+    with_k = [kind for kind in sae["kinds"] if "k" in {f.name for f in fields(get_sae_class(kind)[1])}]
+    smallest = min(sae["sizes"]) * d_model
+    if not with_k or sae["k"] <= smallest:
+        return []
+    return [f"key 'sae.k' has value {sae['k']!r}: the smallest dictionary (sae.sizes {min(sae['sizes'])} x d_model "
+            f"{d_model} of model {config['model']['name']!r}) has {smallest} latents, so the {', '.join(with_k)} "
+            f"SAEs can keep at most that many active: expected an integer in 1..{smallest}"]
+
+
+def require_model_fits(config: dict, model_config: dict) -> None:
+    """Raise ConfigError if a setting does not fit the loaded model (its config.json contents as a dict);
+    what ``prepare_model(check=...)`` calls."""
+    d_model = model_width(model_config)
+    problems = model_size_problems(config, d_model) if d_model else []
+    if problems:
+        raise ConfigError("the configuration (checked against the loaded model)", problems)
 
 
 def _sarm_problems(config: dict) -> list[str]:
@@ -483,6 +526,9 @@ def _semantic_problems(config: dict) -> list[str]:
     problems += _autointerp_problems(config)
     problems += _sarm_problems(config)
     problems += _r2m_problems(config)
+    d_model = model_width(_prepared_model_config(config))
+    if d_model is not None:
+        problems += model_size_problems(config, d_model)
     return problems
 
 

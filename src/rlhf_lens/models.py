@@ -86,15 +86,19 @@ def _plain_copy(model):
     return plain.eval()
 
 
-def prepare_model(cfg: ModelConfig, out_dir: str | os.PathLike) -> Path:
+def prepare_model(cfg: ModelConfig, out_dir: str | os.PathLike, check=None) -> Path:
     """Resolve ``cfg.spec``, load it and save a plain HF folder at ``out_dir`` (atomically).
 
-    Also writes ``rlhf_lens.json`` recording the spec it came from.
+    Also writes ``rlhf_lens.json`` recording the spec it came from. ``check(config_dict)``, if given, sees the
+    loaded model's config.json contents before anything is written, and raises to refuse settings that do not
+    fit the model (the first moment its width is known when the spec is a GGUF file or a hub id).
     """
     spec = resolve_spec(cfg.spec)
     log.info("loading %s (%s)", cfg.spec, spec.kind)
     model, tokenizer = load_from_spec(spec, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code,
                                       dtype=cfg.dtype)
+    if check is not None:
+        check(model.config.to_dict())
     if tokenizer.pad_token is None:
         # Generation and batching need a pad token; EOS is the usual choice for causal LMs.
         tokenizer.pad_token = tokenizer.eos_token

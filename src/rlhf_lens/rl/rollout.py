@@ -98,13 +98,14 @@ class InverseCDFSampler:
     entry: 23% of a batch-64 rollout of SmolLM2 (49k tokens) on a CPU, against ~1% here.
     """
 
-    def __init__(self, temperature: float = 1.0):
+    def __init__(self, temperature: float = 1.0, generator: torch.Generator | None = None):
         self.temperature = temperature
+        self.generator = generator
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         probs = torch.softmax(scores if self.temperature == 1.0 else scores / self.temperature, dim=-1)
         cdf = probs.cumsum(-1)  # (B, V), float32 as transformers' own sampling
-        u = torch.rand((len(cdf), 1), dtype=cdf.dtype, device=cdf.device) * cdf[:, -1:]
+        u = torch.rand((len(cdf), 1), dtype=cdf.dtype, device=cdf.device, generator=self.generator) * cdf[:, -1:]
         token = torch.searchsorted(cdf, u, right=True).clamp_max(cdf.shape[-1] - 1)  # first cdf > u
         # a new tensor: transformers keeps the unprocessed scores it passed in (output_logits)
         return scores.scatter(1, token, float("inf"))
@@ -127,7 +128,8 @@ class Generated:
 
 
 def _generate(model, queries: Sequence[torch.Tensor], length: int, *, pad_id: int, eos_id: int | None,
-              temperature: float, stop_at_eos: bool, device: str, logits: bool, hidden: bool):
+              temperature: float, stop_at_eos: bool, device: str, logits: bool, hidden: bool,
+              generator: torch.Generator | None = None):
     """transformers' generate with the inverse-CDF sampler: (the generation output, query length Q)."""
     from transformers import GenerationConfig, LogitsProcessorList
 
@@ -141,7 +143,7 @@ def _generate(model, queries: Sequence[torch.Tensor], length: int, *, pad_id: in
     was_training = model.training
     model.eval()
     out = model.generate(input_ids=batch.input_ids[:, :Q], attention_mask=batch.attention_mask[:, :Q],
-                         generation_config=gen, logits_processor=LogitsProcessorList([InverseCDFSampler(temperature)]))
+                         generation_config=gen, logits_processor=LogitsProcessorList([InverseCDFSampler(temperature, generator)]))
     model.train(was_training)
     return out, Q
 
@@ -167,19 +169,20 @@ def _token_logps(step_logits, tokens: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def sample_responses(model, queries: Sequence[torch.Tensor], length: int, *, pad_id: int, eos_id: int | None,
                      temperature: float = 1.0, stop_at_eos: bool = True, device: str = "cpu",
-                     with_logprobs: bool = False):
+                     with_logprobs: bool = False, generator: torch.Generator | None = None):
     """Sample ``length`` tokens after each query (1-D long tensors) from ``model``, top-k off, top-p 1.
 
     Returns each response's ids, cut after the first end-of-sequence token when ``stop_at_eos``
-    (otherwise EOS is never sampled and every response has ``length`` tokens). Draws from torch's
-    global RNG, so a seeded run (and a resumed one) samples the same tokens.
+    (otherwise EOS is never sampled and every response has ``length`` tokens). Draws from ``generator``
+    (on ``device``; None: torch's global RNG), so a seeded run (and a resumed one) samples the same tokens.
 
     ``with_logprobs``: also return each response's per-token log-probs (nats, 1-D float32 of its
     length) under ``model`` at temperature 1, read off the logits generation computed anyway: the
     same values as a separate forward pass (``response_logprobs``) to float rounding, for no pass.
     """
     out, Q = _generate(model, queries, length, pad_id=pad_id, eos_id=eos_id, temperature=temperature,
-                       stop_at_eos=stop_at_eos, device=device, logits=with_logprobs, hidden=False)
+                       stop_at_eos=stop_at_eos, device=device, logits=with_logprobs, hidden=False,
+                       generator=generator)
     tokens = out.sequences[:, Q:]
     responses = _cut(tokens, length, eos_id, stop_at_eos)
     if not with_logprobs:
@@ -191,12 +194,12 @@ def sample_responses(model, queries: Sequence[torch.Tensor], length: int, *, pad
 @torch.no_grad()
 def sample_with_states(model, queries: Sequence[torch.Tensor], length: int, *, pad_id: int, eos_id: int | None,
                        temperature: float = 1.0, stop_at_eos: bool = True, device: str = "cpu",
-                       hidden: bool = True) -> Generated:
+                       hidden: bool = True, generator: torch.Generator | None = None) -> Generated:
     """``sample_responses``, the same draws, plus the per-token log-probs, entropies and (``hidden``) last-layer
     states that generation computed: what a rollout's forward pass of the sampling policy would give, to
     float rounding, without that pass (~1 s of a 12 s PPO step of the default)."""
     out, Q = _generate(model, queries, length, pad_id=pad_id, eos_id=eos_id, temperature=temperature,
-                       stop_at_eos=stop_at_eos, device=device, logits=True, hidden=hidden)
+                       stop_at_eos=stop_at_eos, device=device, logits=True, hidden=hidden, generator=generator)
     tokens = out.sequences[:, Q:]
     responses = _cut(tokens, length, eos_id, stop_at_eos)
     T = max(max((len(r) for r in responses), default=1), 1)

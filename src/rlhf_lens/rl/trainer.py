@@ -40,6 +40,21 @@ def rng_state() -> dict:
             "python": random.getstate()}
 
 
+def fork_default_generator(device: str | torch.device = "cpu") -> torch.Generator:
+    """A new generator on ``device`` in the state torch's default generator of that device is in now: the
+    same stream the global RNG would give from here, but owned by whoever holds it."""
+    device = torch.device(device)
+    default = torch.random.default_generator if device.type == "cpu" else \
+        torch.cuda.default_generators[device.index if device.index is not None else torch.cuda.current_device()] \
+        if device.type == "cuda" else None
+    generator = torch.Generator(device=device)
+    if default is not None:
+        generator.set_state(default.get_state())
+    else:  # mps and others: seeded from the CPU stream
+        generator.manual_seed(int(torch.randint(2**62, (1,))))
+    return generator
+
+
 def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     name, keys, *rest = state["numpy"]
@@ -74,6 +89,13 @@ class RLTrainer:
                                config.kl_horizon)
         self.pad_id = pad_token_id(tokenizer)
         self.eos_id = tokenizer.eos_token_id
+        # The run's own random streams (sampling; minibatch order), forked from the global RNG as it stands
+        # after seeding and the value head's initialisation, so a run draws what it drew when it used the
+        # global RNG, but two runs built before either trains (or anything else drawing in between) no
+        # longer take each other's numbers. On a CPU both are one stream, as before.
+        self.shuffle_generator = fork_default_generator("cpu")
+        self.sample_generator = self.shuffle_generator if torch.device(device).type == "cpu" \
+            else fork_default_generator(device)
 
     # ------------------------------------------------------------------ sampling
 
@@ -85,14 +107,15 @@ class RLTrainer:
         """Sample ``length`` tokens after each query from the policy (see ``rollout.sample_responses``)."""
         return sample_responses(self.policy, queries, length, pad_id=self.pad_id, eos_id=self.eos_id,
                                 temperature=self.config.temperature, stop_at_eos=self.config.stop_at_eos,
-                                device=self.device)
+                                device=self.device, generator=self.sample_generator)
 
     def sample(self, queries: Sequence[torch.Tensor], length: int) -> Generated:
         """``generate``'s draws with the policy's log-probs, entropies and (with a value head) last-layer
         states from generation itself; ``step(..., sampled=...)`` then needs no forward pass of the policy."""
         return sample_with_states(self.policy, queries, length, pad_id=self.pad_id, eos_id=self.eos_id,
                                   temperature=self.config.temperature, stop_at_eos=self.config.stop_at_eos,
-                                  device=self.device, hidden=self.value_head is not None)
+                                  device=self.device, hidden=self.value_head is not None,
+                                  generator=self.sample_generator)
 
     # ------------------------------------------------------------------ one step
 
@@ -158,7 +181,7 @@ class RLTrainer:
         # and the gradient noisy; gradients flow in eval mode all the same.
         stats: dict[str, list[float]] = defaultdict(list)
         for _ in range(cfg.ppo_epochs):
-            order = torch.randperm(B)
+            order = torch.randperm(B, generator=self.shuffle_generator)
             for start in range(0, B, cfg.mini_batch_size):
                 idx = order[start:start + cfg.mini_batch_size]
                 for key, value in self.minibatch_step(rollout.rows(idx.to(self.device))).items():
@@ -210,7 +233,9 @@ class RLTrainer:
         """Everything a bit-identical resume needs except the step counter and data position."""
         return {"policy": self.policy.state_dict(),
                 "value_head": None if self.value_head is None else self.value_head.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "kl": self.kl.state_dict(), "rng": rng_state()}
+                "optimizer": self.optimizer.state_dict(), "kl": self.kl.state_dict(), "rng": rng_state(),
+                "generators": {"shuffle": self.shuffle_generator.get_state(),
+                               "sample": self.sample_generator.get_state()}}
 
     def load_state_dict(self, state: dict) -> None:
         self.policy.load_state_dict(state["policy"])
@@ -219,6 +244,13 @@ class RLTrainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.kl.load_state_dict(state["kl"])
         set_rng_state(state["rng"])
+        generators = state.get("generators")
+        if generators is None:  # written before the run owned its generators: the global CPU stream was the run's
+            self.shuffle_generator.set_state(state["rng"]["torch"])
+            return
+        self.shuffle_generator.set_state(generators["shuffle"])
+        if self.sample_generator is not self.shuffle_generator:
+            self.sample_generator.set_state(generators["sample"])
 
 
 PPOTrainer = RLTrainer

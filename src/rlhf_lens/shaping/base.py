@@ -30,6 +30,9 @@ class Explainer(ABC):
     name: ClassVar[str] = ""
     calls_reward: ClassVar[bool] = True
     """False for components that need no reward evaluations (last_token, uniform)."""
+    gives_shares: ClassVar[bool] = False
+    """True when ``attribute`` returns the shares themselves (each row summing to 1 whatever the reward's sign:
+    last_token, uniform), which ``normalise``'s sign check must not turn into a uniform spread."""
 
     def __init__(self, config, reward=None):
         self.config, self.reward = config, reward

@@ -85,7 +85,10 @@ class ShapedReward(Reward):
             t0, before = time.perf_counter(), self.scorer.stats.since(type(self.scorer.stats)())
             raw = self.attributions(k, prompts, responses, spans)
             cost = self.scorer.stats.since(before)
-            normed = [normalise(a, ri, self.config.min_net_share) for a, ri in zip(raw, r)]
+            if self.explainers[k].gives_shares:  # (0, ..., 1) is the last token's share for a negative r too
+                normed = [(np.asarray(a, dtype=np.float64), False) for a in raw]
+            else:
+                normed = [normalise(a, ri, self.config.min_net_share) for a, ri in zip(raw, r)]
             shares[k], raws[k] = [e for e, _ in normed], raw
             if self.explainers[k].calls_reward:
                 stats[f"shaping_{k}_seconds"] = time.perf_counter() - t0

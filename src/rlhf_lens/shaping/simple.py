@@ -16,6 +16,7 @@ class LastToken(Explainer):
 
     name = "last_token"
     calls_reward = False
+    gives_shares = True
 
     def attribute(self, scorer, prompts, responses, spans):
         out = []
@@ -32,6 +33,7 @@ class Uniform(Explainer):
 
     name = "uniform"
     calls_reward = False
+    gives_shares = True
 
     def attribute(self, scorer, prompts, responses, spans):
         return [np.full(len(s), 1.0 / len(s)) if len(s) else np.zeros(0) for s in spans]
