@@ -1,12 +1,14 @@
 """Command line: ``rlhf-lens --help``.
 
 The workflow is run with Snakemake (``snakemake --profile profiles/default``); this command
-covers what people do outside it: check a config, read the config reference, prepare a model.
+covers what people do outside it: check a config, read the config reference, prepare a model,
+print the machine's description (``env``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -66,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     p_prep.add_argument("out", help="output folder")
     p_prep.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     p_prep.add_argument("--trust-remote-code", action="store_true")
+    p_env = sub.add_parser("env", help="print the machine, CPU numeric flags, GPU and library versions "
+                           "(what a bug report or a measured number needs)")
+    p_env.add_argument("--json", action="store_true", help="print one JSON object instead of lines")
     args = parser.parse_args(argv)
 
     if args.command == "validate":
@@ -81,6 +86,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "config-docs":
         print(config_reference(load_schema(args.schema)), end="")
+        return 0
+    if args.command == "env":
+        from .environment import environment, format_environment
+
+        env = environment()
+        print(json.dumps(env, indent=2) if args.json else format_environment(env), end="\n" if args.json else "")
         return 0
     if args.command == "prepare-model":
         from .logs import setup_logging
