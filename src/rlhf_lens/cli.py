@@ -2,7 +2,7 @@
 
 The workflow is run with Snakemake (``snakemake --profile profiles/default``); this command
 covers what people do outside it: check a config, read the config reference, prepare a model,
-print the machine's description (``env``).
+print the machine's description (``env``) and render the measured results from their records (``results``).
 """
 
 from __future__ import annotations
@@ -71,6 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     p_env = sub.add_parser("env", help="print the machine, CPU numeric flags, GPU and library versions "
                            "(what a bug report or a measured number needs)")
     p_env.add_argument("--json", action="store_true", help="print one JSON object instead of lines")
+    p_res = sub.add_parser("results", help="render docs/results.md and the README's results table "
+                           "from the records in docs/results/records/")
+    p_res.add_argument("--root", default=".", help="repository root (default: the current folder)")
+    p_res.add_argument("--check", action="store_true",
+                       help="change nothing; exit 1 if a rendered file differs from what the records give")
     args = parser.parse_args(argv)
 
     if args.command == "validate":
@@ -93,6 +98,14 @@ def main(argv: list[str] | None = None) -> int:
         env = environment()
         print(json.dumps(env, indent=2) if args.json else format_environment(env), end="\n" if args.json else "")
         return 0
+    if args.command == "results":
+        from .records import render_all
+
+        stale = render_all(Path(args.root), check=args.check)
+        for path in stale:
+            print(f"rlhf-lens: {path} {'differs from' if args.check else 'rendered from'} the records",
+                  file=sys.stderr)
+        return 1 if args.check and stale else 0
     if args.command == "prepare-model":
         from .logs import setup_logging
         from .models import ModelConfig, prepare_model
