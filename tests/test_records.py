@@ -96,3 +96,27 @@ def test_format_value():
     assert format_value({"name": "n", "value": "0 of 10"}) == "0 of 10"
     assert format_value({"name": "t", "value": 36208, "unit": "tokens/s"}) == "36,208 tokens/s"
     assert render_readme_table([]).startswith(START)
+
+
+def test_experiment_configs_table(tmp_path):
+    """Records with an experiment fill the README's configs table, in their order, with their measured time."""
+    from rlhf_lens.records import CONFIGS_END, CONFIGS_START
+
+    root = tiny_repo(tmp_path)
+    readme = root / "README.md"
+    readme.write_text(readme.read_text() + f"{CONFIGS_START}\n{CONFIGS_END}\n")
+    for order, name in ((2, "second"), (1, "first")):
+        path = write_record(name, name, "m", "c", [{"name": "wall", "value": 10 * order, "unit": "min"}], root=root,
+                            env=ENV)
+        record = json.loads(path.read_text())
+        record["experiment"] = {"order": order, "config": f"configs/{name}.yaml", "asks": f"asks {name}",
+                                "results": f"results/{name}/", "time": "wall"}
+        path.write_text(json.dumps(record))
+    render_all(root)
+    text = readme.read_text()
+    first, second = text.index("`configs/first.yaml` | asks first | 10 min"), text.index("`configs/second.yaml`")
+    assert first < second and "20 min" in text[second:]
+    record["experiment"]["time"] = "no such value"
+    path.write_text(json.dumps(record))
+    with pytest.raises(RecordError, match="names no one value"):
+        render_all(root)

@@ -14,8 +14,12 @@ A record (``docs/results/records/<name>.json``)::
      "versions": {"torch": "2.13.0", ...} or null, "provenance": "measured" | "from prose: ...",
      "values": [{"name": ..., "value": number | string | [low, high], "ci": [low, high] (optional),
                  "unit": ..., "decimals": int, "signed": bool, "reading": ..., "headline": rank}],
-     "notes": "..."}
+     "notes": "...",
+     "experiment": {"order": 1, "config": "configs/x.yaml", "asks": "...", "results": "results/x/...",
+                    "time": "<the name of the value that holds its wall time>"} (optional)}
 
+Records with an ``experiment`` also make the README's table of experiment configs (between
+``<!-- configs:start -->`` and ``<!-- configs:end -->``), so the time each config takes is a record too.
 Values of ``value`` as a pair are a range over several units (blocks, seeds), not an interval.
 """
 
@@ -33,6 +37,7 @@ RECORDS_DIR = Path("docs/results/records")
 RESULTS_PAGE = Path("docs/results.md")
 README = Path("README.md")
 START, END = "<!-- results:start -->", "<!-- results:end -->"
+CONFIGS_START, CONFIGS_END = "<!-- configs:start -->", "<!-- configs:end -->"
 REQUIRED = ("name", "title", "measured", "command", "commit", "date", "machine", "versions", "values")
 UNKNOWN = "not recorded"
 
@@ -189,12 +194,29 @@ def render_results_page(records: list[dict]) -> str:
     return "\n".join(out)
 
 
-def splice_readme(readme: str, table: str) -> str:
-    """``readme`` with the text between the results markers (markers included) replaced by ``table``."""
-    start, end = readme.find(START), readme.find(END)
+def render_configs_table(records: list[dict]) -> str:
+    """The README's table of experiment configs: what each asks, its measured time, where results land."""
+    lines = [CONFIGS_START,
+             "| config | what it asks | time on 2 CPU cores | results |",
+             "|---|---|---|---|"]
+    experiments = sorted((r for r in records if r.get("experiment")), key=lambda r: r["experiment"]["order"])
+    for record in experiments:
+        exp = record["experiment"]
+        timed = [v for v in record["values"] if v["name"] == exp["time"]]
+        if len(timed) != 1:
+            raise RecordError(f"record {record['name']!r}: experiment time {exp['time']!r} names no one value")
+        lines.append(f"| `{exp['config']}` | {_cell(exp['asks'])} | {_cell(format_value(timed[0]))} "
+                     f"([{record['name']}](docs/results.md#{record['name'].replace('_', '-')})) | `{exp['results']}` |")
+    lines.append(CONFIGS_END)
+    return "\n".join(lines)
+
+
+def splice_readme(readme: str, table: str, start_marker: str = START, end_marker: str = END) -> str:
+    """``readme`` with the text between two markers (markers included) replaced by ``table``."""
+    start, end = readme.find(start_marker), readme.find(end_marker)
     if start < 0 or end < start:
-        raise RecordError(f"README lacks the markers {START} ... {END}")
-    return readme[:start] + table + readme[end + len(END):]
+        raise RecordError(f"README lacks the markers {start_marker} ... {end_marker}")
+    return readme[:start] + table + readme[end + len(end_marker):]
 
 
 def render_all(root: str | os.PathLike = ".", check: bool = False) -> list[Path]:
@@ -206,7 +228,10 @@ def render_all(root: str | os.PathLike = ".", check: bool = False) -> list[Path]
     records = load_records(root)
     wanted = {root / RESULTS_PAGE: render_results_page(records)}
     readme = root / README
-    wanted[readme] = splice_readme(readme.read_text(), render_readme_table(records))
+    text = splice_readme(readme.read_text(), render_readme_table(records))
+    if CONFIGS_START in text:
+        text = splice_readme(text, render_configs_table(records), CONFIGS_START, CONFIGS_END)
+    wanted[readme] = text
     stale = [path for path, text in wanted.items() if not path.exists() or path.read_text() != text]
     if not check:
         for path in stale:
