@@ -166,6 +166,9 @@ def render_results_page(records: list[dict]) -> str:
            "Records whose provenance is *from prose* were moved from the README's text: what it did not",
            f"say is marked *{UNKNOWN}*. `rlhf-lens env` prints what a new record needs to know about a machine.",
            ""]
+    if any(r.get("experiment") for r in records):
+        out += ["## Experiments", "", "Each config's measured time, from its record below.", "",
+                render_configs_table(records, page="", markers=False), ""]
     # headline records first, in the README's order; the rest by name
     first = {r["name"]: min([v["headline"] for v in r["values"] if v.get("headline")] or [10**6]) for r in records}
     for record in sorted(records, key=lambda r: (first[r["name"]], r["name"])):
@@ -194,8 +197,11 @@ def render_results_page(records: list[dict]) -> str:
     return "\n".join(out)
 
 
-def render_configs_table(records: list[dict]) -> str:
-    """The README's table of experiment configs: what each asks, its measured time, where results land."""
+def render_configs_table(records: list[dict], page: str = "docs/results.md", markers: bool = True) -> str:
+    """The table of experiment configs: what each asks, its measured time, where results land.
+
+    ``page`` is the link to the results page from where the table goes (the README: docs/results.md; the page itself: "").
+    """
     lines = [CONFIGS_START,
              "| config | what it asks | time on 2 CPU cores | results |",
              "|---|---|---|---|"]
@@ -206,9 +212,9 @@ def render_configs_table(records: list[dict]) -> str:
         if len(timed) != 1:
             raise RecordError(f"record {record['name']!r}: experiment time {exp['time']!r} names no one value")
         lines.append(f"| `{exp['config']}` | {_cell(exp['asks'])} | {_cell(format_value(timed[0]))} "
-                     f"([{record['name']}](docs/results.md#{record['name'].replace('_', '-')})) | `{exp['results']}` |")
+                     f"([{record['name']}]({page}#{record['name'].replace('_', '-')})) | `{exp['results']}` |")
     lines.append(CONFIGS_END)
-    return "\n".join(lines)
+    return "\n".join(lines if markers else lines[1:-1])
 
 
 def splice_readme(readme: str, table: str, start_marker: str = START, end_marker: str = END) -> str:
