@@ -76,6 +76,12 @@ def main(argv: list[str] | None = None) -> int:
     p_res.add_argument("--root", default=".", help="repository root (default: the current folder)")
     p_res.add_argument("--check", action="store_true",
                        help="change nothing; exit 1 if a rendered file differs from what the records give")
+    p_run = sub.add_parser("record-run", help="write a finished run's headline numbers (what summary.md states) "
+                           "as a record, on the machine and checkout that ran it")
+    p_run.add_argument("run_dir", help="the run's folder, e.g. results/default")
+    p_run.add_argument("--name", required=True, help="record name: docs/results/records/NAME.json")
+    p_run.add_argument("--run-command", default="make run", help="the command that ran it (default: make run)")
+    p_run.add_argument("--root", default=".", help="repository root (default: the current folder)")
     args = parser.parse_args(argv)
 
     if args.command == "validate":
@@ -106,6 +112,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"rlhf-lens: {path} {'differs from' if args.check else 'rendered from'} the records",
                   file=sys.stderr)
         return 1 if args.check and stale else 0
+    if args.command == "record-run":
+        from .report.run_record import record_run
+
+        print(record_run(args.run_dir, args.name, args.run_command, root=args.root))
+        return 0
     if args.command == "prepare-model":
         from .logs import setup_logging
         from .models import ModelConfig, prepare_model
