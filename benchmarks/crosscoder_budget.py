@@ -59,6 +59,8 @@ def main() -> None:
     ap.add_argument("--train-epochs", type=int, default=1, help="epochs actually trained (then extrapolated)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--budget-s", type=float, default=60.0)
+    ap.add_argument("--record", metavar="NAME", default=None,
+                    help="also write the result as docs/results/records/NAME.json (then run `rlhf-lens results`)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     defaults = validate_config({})  # the schema's defaults
@@ -97,6 +99,23 @@ def main() -> None:
           f"{sae_scale * sae_cpu:.0f} CPU s (crosscoder training {out['crosscoder_train_over_sae_train_cpu']}x)")
     print(f"verdict: {'fits' if out['fits_budget'] else 'does not fit'} the {args.budget_s:.0f} s per block budget")
     print(json.dumps(out))
+    if args.record:
+        from rlhf_lens.records import write_record
+
+        path = write_record(
+            args.record, "Crosscoder job cost on a store of the default's size",
+            f"One crosscoder job (the schema's crosscoder defaults, {n_train} training tokens of synthetic "
+            f"activations, d {args.d}) in CPU seconds, {args.threads} thread(s), against the TopK SAE's training "
+            f"on one model; training timed for {args.train_epochs} epoch(s) and scaled to the configured epochs.",
+            "benchmarks/crosscoder_budget.py " + " ".join(sys.argv[1:]),
+            [{"name": "one crosscoder job", "value": out["crosscoder_job_cpu_s"], "unit": "CPU s",
+              "reading": f"training {out['crosscoder_train_cpu_s']}, metrics {out['metrics_cpu_s']}, "
+                         f"Latent Scaling {out['diff_table_cpu_s']}"},
+             {"name": "per block with its (base, base) null", "value": out["per_block_with_null_cpu_s"], "unit": "CPU s",
+              "reading": f"{'fits' if out['fits_budget'] else 'over'} the {args.budget_s:g} s per block budget"},
+             {"name": "TopK SAE training on one model", "value": out["topk_sae_train_cpu_s"], "unit": "CPU s"}],
+            root=Path(__file__).resolve().parents[1])
+        print(f"record written: {path}")
 
 
 if __name__ == "__main__":

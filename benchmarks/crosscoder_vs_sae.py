@@ -114,8 +114,10 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=10, help="epochs of the full run the extrapolation is for")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--record", metavar="NAME", default=None,
+                    help="also write the result as docs/results/records/NAME.json (then run `rlhf-lens results`)")
     args = ap.parse_args()
-    settings = vars(args)
+    settings = {key: value for key, value in vars(args).items() if key != "record"}
     n = args.steps * args.batch
     names = ["topk SAE (one model)", "BatchTopK crosscoder", "L1 crosscoder"]
     best = {name: (float("inf"), None, None) for name in names}
@@ -137,6 +139,21 @@ def main() -> None:
               f"(training adds {train_peak if train_peak is not None else float('nan'):5.0f} MB)")
     out["settings"] = settings
     print(json.dumps(out))
+    if args.record:
+        import sys
+
+        from rlhf_lens.records import write_record
+
+        path = write_record(
+            args.record, "Crosscoder training speed and memory",
+            f"Training on synthetic activations ({args.tokens} x {args.d} per model), {args.steps} steps of "
+            f"{args.batch} tokens, {args.threads} thread(s), best of {args.repeats} alternating repeats, each in a "
+            "fresh process; peak RSS the largest seen.",
+            "benchmarks/crosscoder_vs_sae.py " + " ".join(sys.argv[1:]),
+            [{"name": f"{name}, tokens/s", "value": out[name]["tokens_per_second"],
+              "reading": f"peak RSS {out[name]['peak_rss_mb']} MB (training adds {out[name]['train_peak_mb']} MB)"}
+             for name in names], root=Path(__file__).resolve().parents[1])
+        print(f"record written: {path}")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ Both read the same texts with the same tokenizer, batch size and truncation. The
 the whole model (``output_hidden_states=True``) and keeps the hidden states of the layers asked
 for at non-special tokens, in memory. Ours (rlhf_lens.activations.extract_activations) stops
 after the deepest layer asked for and writes parquet shards. Tokens/s counts stored tokens.
+``--record NAME`` also writes docs/results/records/NAME.json.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ def main() -> int:
     p.add_argument("--max-length", type=int, default=64)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--record", metavar="NAME", default=None,
+                   help="also write the result as docs/results/records/NAME.json (then run `rlhf-lens results`)")
     args = p.parse_args()
 
     import numpy as np
@@ -77,6 +80,19 @@ def main() -> int:
     print(f"{'transformers output_hidden_states':34}{kept / hf_s:10.0f}")
     print(f"{'rlhf-lens store (parquet written)':34}{kept / ours_s:10.0f}")
     print(f"ratio (ours / transformers): {hf_s / ours_s:.2f}x")
+    if args.record:
+        from rlhf_lens.records import write_record
+
+        repo = Path(__file__).resolve().parents[1]
+        path = write_record(
+            args.record, "Activation extraction vs transformers' hidden states",
+            f"{len(docs)} texts, {kept} stored tokens, resid_post, blocks {layers} of {depth}, batch {args.batch}, "
+            f"{args.threads} threads, both sides leaving out the first {skip} position(s); identical activations (tested).",
+            "benchmarks/extract_vs_hf.py " + " ".join(sys.argv[1:]),
+            [{"name": f"speed, ours / output_hidden_states, blocks {args.layers}", "value": round(hf_s / ours_s, 2),
+              "unit": "x", "decimals": 2,
+              "reading": f"{kept / ours_s:.0f} vs {kept / hf_s:.0f} stored tokens/s"}], root=repo)
+        print(f"record written: {path}")
     return 0
 
 

@@ -261,6 +261,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads per side (the sides run one at a time)")
     p.add_argument("--side", choices=["ours", "trl"], default=None, help=argparse.SUPPRESS)
     p.add_argument("--algorithm", choices=["grpo", "rloo"], default="grpo", help=argparse.SUPPRESS)
+    p.add_argument("--record", metavar="NAME", default=None,
+                   help="also write the result as docs/results/records/NAME.json (then run `rlhf-lens results`)")
     a = p.parse_args()
     if a.batch % a.k or a.batch % a.mini_batch:
         sys.exit("--batch must be a multiple of --k and of --mini-batch")
@@ -289,6 +291,7 @@ def main() -> None:
           f"{a.epochs} epochs, {a.length}-token responses, lr {a.lr}, beta {a.beta}, {a.steps} steps (first dropped), "
           f"{a.threads} thread(s), model {a.model or f'tiny random Llama (hidden {a.hidden}, {a.layers} layers)'}, "
           f"table {a.table}, TRL {trl.__version__}")
+    values = []
     for algorithm in a.algorithms:
         ours, ref = results[algorithm, "ours"], results[algorithm, "trl"]
         for kind in ("times", "cpu"):
@@ -296,11 +299,27 @@ def main() -> None:
             label = "wall" if kind == "times" else "CPU "
             print(f"{algorithm}: median {label} s/step ours {med_o:.3f}  TRL {med_t:.3f}  ratio ours/TRL "
                   f"{med_o / med_t:.2f}x")
+            if kind == "cpu":
+                values.append({"name": f"{algorithm.upper()} CPU time per step, ours / TRL", "unit": "x", "decimals": 2,
+                               "value": round(med_o / med_t, 2), "reading": f"{med_o:.2f} vs {med_t:.2f} CPU s"})
         for side, r in (("ours", ours), ("TRL", ref)):
             e = r["eval"]
             print(f"  {side:4s} held-out reward base {e['base']:+.4f} -> policy {e['policy']:+.4f}: gain "
                   f"{e['gain']:+.4f} [{e['ci95'][0]:+.4f}, {e['ci95'][1]:+.4f}]; train reward step 0 "
                   f"{r['rewards'][0]:+.4f}, last {r['rewards'][-1]:+.4f}")
+            values.append({"name": f"{algorithm.upper()} held-out reward gain, {side}", "value": round(e["gain"], 4),
+                           "ci": [round(e["ci95"][0], 4), round(e["ci95"][1], 4)], "signed": True})
+    if a.record:
+        from rlhf_lens.records import write_record
+
+        path = write_record(
+            a.record, f"GRPO and RLOO step time vs TRL {trl.__version__}",
+            f"{a.batch} rollouts per step = {a.batch // a.k} prompts x K {a.k}, mini-batch {a.mini_batch}, {a.epochs} "
+            f"epochs, {a.length}-token responses, lr {a.lr}, beta {a.beta}, {a.steps} steps (first dropped), "
+            f"{a.threads} thread(s) per side, model {a.model or f'tiny random Llama (hidden {a.hidden}, {a.layers} layers)'}; "
+            "gains with bootstrap CIs over held-out prompts.",
+            "benchmarks/group_rl_vs_trl.py " + " ".join(sys.argv[1:]), values, root=Path(__file__).resolve().parents[1])
+        print(f"record written: {path}")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ transformers' GGUF loader (dequantising the packaged file on every load), same m
     .venv/bin/python benchmarks/load_prepared_vs_gguf.py [--repeats 3]
 
 Prints the median seconds of each and the ratio. Prepares the folder first if it is missing.
+``--record NAME`` also writes docs/results/records/NAME.json (the published one: ``load_prepared_vs_gguf``).
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--folder", default=str(REPO / "resources/models/smollm2-135m-instruct"))
+    parser.add_argument("--record", metavar="NAME", default=None,
+                        help="also write the result as docs/results/records/NAME.json (then run `rlhf-lens results`)")
     args = parser.parse_args()
     folder = Path(args.folder)
     if not (folder / "model.safetensors").is_file():
@@ -57,6 +60,17 @@ def main() -> None:
     print(f"{'prepared folder (rlhf-lens)':32s} {ours:8.2f} s")
     print(f"{'GGUF via transformers':32s} {theirs:8.2f} s")
     print(f"ratio (ours / GGUF load): {ours / theirs:.3f}x  ({theirs / ours:.1f}x faster)")
+    if args.record:
+        from rlhf_lens.records import write_record
+
+        path = write_record(
+            args.record, "Model loading: prepared folder vs GGUF",
+            f"Loading SmolLM2-135M-Instruct from the prepared Hugging Face folder vs transformers' GGUF loader, "
+            f"median of {args.repeats} loads each, {torch.get_num_threads()} torch threads; same logits (tested).",
+            "benchmarks/load_prepared_vs_gguf.py " + " ".join(sys.argv[1:]),
+            [{"name": "load time, prepared / GGUF", "value": round(ours / theirs, 3), "unit": "x", "decimals": 2,
+              "reading": f"{ours:.1f} s vs {theirs:.1f} s"}], root=REPO)
+        print(f"record written: {path}")
 
 
 if __name__ == "__main__":

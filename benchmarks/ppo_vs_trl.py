@@ -13,6 +13,8 @@ use (the project's own environment has TRL 1.x, which no longer ships PPO). Usag
 Prints both times per step (median over the steps after the first, which warms up) and the ratio.
 With ``--repeats R`` the two sides run alternately R times each (ours, TRL, ours, TRL, ...), so a
 load change on a shared machine hits both; the ratio is of the medians over all runs' steps.
+With ``--record NAME`` the result is also written as ``docs/results/records/NAME.json`` (command, commit, date,
+machine, versions; ``rlhf-lens results`` renders it); the published record is ``--record ppo_vs_trl``.
 """
 
 from __future__ import annotations
@@ -145,6 +147,8 @@ def main() -> None:
     p.add_argument("--side", choices=["both", "ours", "trl"], default="both")
     p.add_argument("--reward-model", default=None)
     p.add_argument("--repeats", type=int, default=1, help="alternating runs of each side")
+    p.add_argument("--record", metavar="NAME", default=None,
+                   help="also write the result as docs/results/records/NAME.json (then run `rlhf-lens results`)")
     a = p.parse_args()
     if a.side == "ours":
         print("RESULT " + json.dumps(run_ours(a)))
@@ -173,6 +177,27 @@ def main() -> None:
         runs = " | ".join(", ".join(f"{t:.2f}" for t in run) for run in results[key])
         print(f"per-step times {name} (runs separated by |): {runs} s")
     print(f"median s/step   ours {med['ours']:.2f}   TRL 0.29.1 {med['trl']:.2f}   ratio ours/TRL {med['ours'] / med['trl']:.2f}x")
+    if a.record:
+        from rlhf_lens.environment import environment
+        from rlhf_lens.records import write_record
+
+        env = environment(REPO)
+        env["versions"]["trl (TRL side)"] = TRL_PINS[1].split("==")[1]
+        spread = {k: f"{min(t for run in runs for t in run[1:] or run):.2f}-"
+                     f"{max(t for run in runs for t in run[1:] or run):.2f} s" for k, runs in results.items()}
+        values = [
+            {"name": "time per PPO step, ours / TRL 0.29.1", "value": round(med["ours"] / med["trl"], 2), "unit": "x",
+             "decimals": 2, "reading": f"medians of {a.repeats} alternating run(s) per side, after the first step"},
+            {"name": "ours, s per step (median)", "value": round(med["ours"], 2), "reading": spread["ours"]},
+            {"name": "TRL 0.29.1, s per step (median)", "value": round(med["trl"], 2), "reading": spread["trl"]},
+        ]
+        path = write_record(
+            a.record, "PPO step time vs TRL 0.29.1",
+            f"Time per PPO step, {Path(a.model).name}, batch {a.batch}, mini-batch {a.mini_batch}, {a.epochs} PPO "
+            f"epochs, {a.length}-token responses, against TRL 0.29.1's trl.experimental.ppo.PPOTrainer (same model "
+            f"and reward model), {a.repeats} alternating run(s), medians of the steps after warm-up.",
+            "benchmarks/ppo_vs_trl.py " + " ".join(sys.argv[1:]), values, root=REPO, env=env)
+        print(f"record written: {path}")
 
 
 if __name__ == "__main__":

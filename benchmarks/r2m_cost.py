@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -57,6 +58,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--record", metavar="NAME", default=None,
+                    help="also write the result as docs/results/records/NAME.json (then run `rlhf-lens results`)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     shipped = yaml.safe_load((REPO / "configs/r2m.yaml").read_text())
@@ -83,6 +86,20 @@ def main() -> None:
     print(f"configs/r2m.yaml RL steps ({runs['frozen']} frozen-RM + {runs['r2m']} R2M runs x {ppo['steps']} steps): "
           f"{total / 60:.1f} CPU-min, i.e. {total / 60 / args.threads:.1f} to {total / 60:.1f} min of wall time on "
           f"{args.threads} free cores (perfect to no thread scaling)")
+    if args.record:
+        from rlhf_lens.records import write_record
+
+        path = write_record(
+            args.record, "R2M's cost per RL step",
+            f"RLOO against the frozen plain RM vs against R2M on SmolLM2-135M with configs/r2m.yaml's RL settings, "
+            f"{args.steps} steps each, {args.threads} thread(s); medians after the first step.",
+            "benchmarks/r2m_cost.py " + " ".join(sys.argv[1:]),
+            [{"name": "CPU time per step, R2M / frozen RM", "value": round(med["r2m"][1] / med["frozen"][1], 2),
+              "unit": "x", "decimals": 2,
+              "reading": f"{med['r2m'][1]:.1f} vs {med['frozen'][1]:.1f} CPU s per step"},
+             {"name": "configs/r2m.yaml's RL steps at that rate", "value": round(total / 60, 1), "unit": "CPU-min"}],
+            root=REPO)
+        print(f"record written: {path}")
 
 if __name__ == "__main__":
     main()

@@ -25,6 +25,9 @@
 4. Scores every reconstruction of the evaluation tokens with the same explained variance
    (around the mean, float64, rlhf_lens.sae.metrics) and prints tokens/s (median over seeds) and EV (mean
    over seeds) side by side, with the per-seed speed ratios and EV differences.
+5. With ``--record NAME``, writes all of it as a record (``docs/results/records/NAME.json``: the command,
+   commit, date, machine from ``rlhf-lens env`` and both sides' versions); ``rlhf-lens results`` then renders it
+   into docs/results.md and the README. The published record is ``--record sae_vs_saelens``.
 """
 
 from __future__ import annotations
@@ -112,17 +115,24 @@ def read_store(store: str, layer: int):
     return read_layer(store, layer, train_ids)[1], read_layer(store, layer, eval_ids)[1]
 
 
-def _ev_difference(ours: dict, theirs: dict) -> str:
-    """Mean EV difference over seeds with Welch's 95% interval: a seed draws the initialisation and the token
-    order of each tool from its own generator, so the two runs of a seed are independent, not paired."""
+def _ev_difference(ours: dict, theirs: dict) -> tuple[float, float | None, float | None]:
+    """Mean EV difference over seeds with Welch's 95% interval (None with one seed): a seed draws the
+    initialisation and the token order of each tool from its own generator, so the two runs of a seed are
+    independent, not paired."""
     from scipy import stats
 
     a, b = list(ours.values()), list(theirs.values())
     diff = statistics.mean(a) - statistics.mean(b)
     if len(a) < 2:
-        return f"{diff:+.4f} (one seed: no interval)"
+        return diff, None, None
     low, high = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
-    return f"{diff:+.4f} [{low:+.4f}, {high:+.4f}] (Welch 95% over {len(a)} seeds each)"
+    return diff, float(low), float(high)
+
+
+def _ev_text(diff: float, low: float | None, high: float | None, seeds: int) -> str:
+    if low is None:
+        return f"{diff:+.4f} (one seed: no interval)"
+    return f"{diff:+.4f} [{low:+.4f}, {high:+.4f}] (Welch 95% over {seeds} seeds each)"
 
 
 def main() -> int:
@@ -146,6 +156,8 @@ def main() -> int:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=1, help="alternating timed runs of each (arm, seed); the fastest counts")
+    p.add_argument("--record", metavar="NAME", default=None,
+                   help="also write the result as docs/results/records/NAME.json (then run `rlhf-lens results`)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
                    help="training seeds (initialisation and order): speed is the median, EV the mean over them")
     args = p.parse_args()
@@ -224,10 +236,36 @@ def main() -> int:
         print(f"{arm:24}{tokens / statistics.median(seconds[arm].values()):18.0f}"
               f"{statistics.mean(ev[arm].values()):22.4f}")
     ours_arm = next(iter(arms))
+    values = [{"name": f"{arm}, tokens/s (median over seeds)", "value": round(tokens / statistics.median(seconds[arm].values())),
+               "reading": f"EV {statistics.mean(ev[arm].values()):.4f} (mean over seeds)"} for arm in arms]
     for anchor in list(arms)[1:]:
         ratios = [seconds[anchor][s] / seconds[ours_arm][s] for s in args.seeds]
+        diff, low, high = _ev_difference(ev[ours_arm], ev[anchor])
         print(f"vs {anchor}: speed ratio (median over seeds) {statistics.median(ratios):.2f}x "
-              f"[{min(ratios):.2f}, {max(ratios):.2f}]; EV difference (ours - theirs) {_ev_difference(ev[ours_arm], ev[anchor])}")
+              f"[{min(ratios):.2f}, {max(ratios):.2f}]; EV difference (ours - theirs) "
+              f"{_ev_text(diff, low, high, len(args.seeds))}")
+        values += [{"name": f"speed, ours / {anchor}", "value": round(statistics.median(ratios), 2), "unit": "x",
+                    "decimals": 2, "reading": f"per-seed ratios {min(ratios):.2f}-{max(ratios):.2f}"},
+                   {"name": f"held-out EV, ours - {anchor}", "value": round(diff, 4), "decimals": 4, "signed": True,
+                    **({"ci": [round(low, 4), round(high, 4)]} if low is not None else {}),
+                    "reading": f"Welch 95% over {len(args.seeds)} seeds each" if low is not None else "one seed"}]
+    if args.record:
+        from rlhf_lens.environment import environment
+        from rlhf_lens.records import write_record
+
+        env = environment(REPO)
+        reference = subprocess.run([str(VENV / "bin" / "python"), "-c", "import importlib.metadata as m; "
+                                    "print(m.version('sae-lens'), m.version('torch'))"], capture_output=True, text=True)
+        if reference.returncode == 0:  # the reference side runs in its own environment
+            sae_lens, torch_version = reference.stdout.split()
+            env["versions"].update({"sae-lens": sae_lens, "torch (SAELens side)": torch_version})
+        path = write_record(
+            args.record, "SAE training vs SAELens",
+            f"TopK SAE (d_sae {args.mult * d}, k {args.k}, decoder {args.decoder}, autocast {args.autocast}) against "
+            f"SAELens on the same tokens, steps and schedule: {args.steps} steps x {args.batch} tokens, "
+            f"{args.threads} thread(s), seeds {args.seeds} alternating; speed: median tokens/s over seeds.",
+            "benchmarks/sae_vs_saelens.py " + " ".join(sys.argv[1:]), values, root=REPO, env=env)
+        print(f"record written: {path}")
     return 0
 
 

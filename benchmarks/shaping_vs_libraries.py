@@ -90,7 +90,10 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--rm-batch", type=int, default=1024)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--record", metavar="NAME", default=None,
+                        help="also write the result as docs/results/records/NAME.json (then run `rlhf-lens results`)")
     args = parser.parse_args()
+    values = []
     torch.set_num_threads(args.threads)
 
     from tiny_models import smollm2_tokenizer
@@ -125,6 +128,21 @@ def main() -> None:
                   f"{name} one at a time {n / ref_wall:.2f} responses/s wall ({n / ref_cpu:.2f} per CPU s) | "
                   f"ratio {ref_wall / our_wall:.2f}x wall, {ref_cpu / our_cpu:.2f}x CPU | max |diff| {diff:.1e} "
                   "of the largest value")
+            values.append({"name": f"{name.upper()}, responses per CPU second, ours / {name} one at a time",
+                           "value": round(ref_cpu / our_cpu, 2), "unit": "x", "decimals": 2,
+                           "reading": f"{n / our_cpu:.1f} vs {n / ref_cpu:.1f} per CPU s; "
+                                      f"{ref_wall / our_wall:.2f}x wall; max difference {diff:.1e} of the largest"})
+    if args.record:
+        from rlhf_lens.records import write_record
+
+        path = write_record(
+            args.record, "Batched token attribution vs shap and lime",
+            f"{args.responses} responses x {args.tokens} tokens, reward {args.reward}, SHAP max_evals {args.max_evals} "
+            f"batch {args.shap_batch}, LIME {args.num_samples} samples, {args.threads} thread(s); same values as the "
+            "libraries called one response at a time.",
+            "benchmarks/shaping_vs_libraries.py " + " ".join(sys.argv[1:]), values,
+            root=Path(__file__).resolve().parents[1])
+        print(f"record written: {path}")
 
 
 if __name__ == "__main__":

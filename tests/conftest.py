@@ -1,4 +1,4 @@
-"""Shared fixtures: the SmolLM2 tokenizer and a tiny random model folder, built once per session."""
+"""Shared fixtures: the SmolLM2 tokenizer and a tiny random model folder, built once per test run."""
 
 from __future__ import annotations
 

@@ -1,12 +1,14 @@
 """Command line: ``rlhf-lens --help``.
 
 The workflow is run with Snakemake (``snakemake --profile profiles/default``); this command
-covers what people do outside it: check a config, read the config reference, prepare a model.
+covers what people do outside it: check a config, read the config reference, prepare a model,
+print the machine's description (``env``) and render the measured results from their records (``results``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -66,6 +68,20 @@ def main(argv: list[str] | None = None) -> int:
     p_prep.add_argument("out", help="output folder")
     p_prep.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     p_prep.add_argument("--trust-remote-code", action="store_true")
+    p_env = sub.add_parser("env", help="print the machine, CPU numeric flags, GPU and library versions "
+                           "(what a bug report or a measured number needs)")
+    p_env.add_argument("--json", action="store_true", help="print one JSON object instead of lines")
+    p_res = sub.add_parser("results", help="render docs/results.md and the README's results table "
+                           "from the records in docs/results/records/")
+    p_res.add_argument("--root", default=".", help="repository root (default: the current folder)")
+    p_res.add_argument("--check", action="store_true",
+                       help="change nothing; exit 1 if a rendered file differs from what the records give")
+    p_run = sub.add_parser("record-run", help="write a finished run's headline numbers (what summary.md states) "
+                           "as a record, on the machine and checkout that ran it")
+    p_run.add_argument("run_dir", help="the run's folder, e.g. results/default")
+    p_run.add_argument("--name", required=True, help="record name: docs/results/records/NAME.json")
+    p_run.add_argument("--run-command", default="make run", help="the command that ran it (default: make run)")
+    p_run.add_argument("--root", default=".", help="repository root (default: the current folder)")
     args = parser.parse_args(argv)
 
     if args.command == "validate":
@@ -81,6 +97,25 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "config-docs":
         print(config_reference(load_schema(args.schema)), end="")
+        return 0
+    if args.command == "env":
+        from .environment import environment, format_environment
+
+        env = environment()
+        print(json.dumps(env, indent=2) if args.json else format_environment(env), end="\n" if args.json else "")
+        return 0
+    if args.command == "results":
+        from .records import render_all
+
+        stale = render_all(Path(args.root), check=args.check)
+        for path in stale:
+            print(f"rlhf-lens: {path} {'differs from' if args.check else 'rendered from'} the records",
+                  file=sys.stderr)
+        return 1 if args.check and stale else 0
+    if args.command == "record-run":
+        from .report.run_record import record_run
+
+        print(record_run(args.run_dir, args.name, args.run_command, root=args.root))
         return 0
     if args.command == "prepare-model":
         from .logs import setup_logging

@@ -22,7 +22,7 @@ BOS; kept only in a one-token text): ``z = mean_t TopK_k(...)(x_t)``, (B, m), so
 a mean of per-token rewards, still a sum of ``w_i z_i`` terms that attribution reads off, and "fires on a
 response" is ``z_i > 0``. Not in SARM: offered because a sum-of-token-utilities overseer is a property of
 the whole text, which a half-depth last-token state of a small model carries weakly (measured on
-configs/learned_rm.yaml, README "Learned reward models").
+configs/learned_rm.yaml: docs/design-notes.md, and record learned_rm in docs/results.md).
 
 **Head input** (``head_input``): ``topk`` (the default) feeds the k sparse latents, as the paper
 describes; ``dense`` feeds all m signed pre-activations ``(x - b_dec) W_enc + b_enc``, as SARM's released

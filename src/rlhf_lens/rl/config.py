@@ -1,7 +1,7 @@
 """RL settings: a typed dataclass with one docstring per field, and named presets.
 
 ``paper`` = the settings of Marks et al. (TRL 0.7 defaults); ``cpu_default`` = what the default
-experiment runs on a 2-core CPU within its time budget (see README, "Measured"). Config
+experiment runs on a 2-core CPU within its time budget (docs/results.md, record default_run). Config
 ``rl.preset`` picks one and ``rl.ppo`` overrides single fields; ``rl.algorithm`` names the
 registered algorithm (see ``rlhf_lens.rl.algorithm``) that trains with them. No torch import here, so config
 validation stays fast.

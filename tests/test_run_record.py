@@ -1,0 +1,71 @@
+"""``rlhf-lens record-run``: a finished run's headline numbers become a record, read from a planted run folder
+whose numbers are known."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rlhf_lens.cli import main
+from rlhf_lens.records import END, START, load_records, render_all
+from rlhf_lens.report.run_record import record_run
+
+ENV = {"platform": "Linux", "python": "3.11.2", "cpu_model": "Planted CPU", "cores": 2, "gpus": [],
+       "versions": {"torch": "2.13.0"}, "commit": "abc1234", "dirty": False}
+
+
+def write(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj))
+
+
+def planted_run(run: Path) -> Path:
+    write(run / "rl/utility/eval_summary.json",
+          {"reward_difference": 1.27, "reward_difference_ci95": [1.14, 1.40], "kl_mean": 6.99, "n_prompts": 72,
+           "samples_per_prompt": 8})
+    write(run / "divergence/utility_layers.json", {"ranked": [28, 20], "layers": [20, 28], "top_n": 2, "n_blocks": 30})
+    for role, layer, name, ev, dead in (("base", 20, "topk_1x", 0.62, 0.0), ("rlhf", 28, "topk_1x", 0.907, 0.024),
+                                        ("base", 20, "topk_2x", 0.70, 0.01), ("base", 20, "topk_1x_seed1", 0.1, 0.9)):
+        write(run / f"sae/utility/{role}/layer{layer}/{name}/metrics.json",
+              {"layer": layer, "explained_variance": ev, "dead_fraction": dead})
+    write(run / "scores/utility_stats.json", {"ci_level": 0.95, "table3": {"difference": {
+        "rlhf_minus_base": -0.13, "ci": [-5.41, 5.35], "p_value": 0.98}}, "token_utility": {"difference": {
+        "rlhf_minus_base": 0.3, "ci": [0.1, 0.5], "p_value": 0.01}}})
+    return run
+
+
+def test_record_run_reads_the_planted_numbers(tmp_path):
+    run = planted_run(tmp_path / "results" / "default")
+    path = record_run(run, "planted_run", "make run", root=tmp_path, env=ENV)
+    record = json.loads(path.read_text())
+    values = {v["name"]: v for v in record["values"]}
+    gain = values["RL: held-out reward, policy - base"]
+    assert (gain["value"], gain["ci"]) == (1.27, [1.14, 1.4]) and "significant" in gain["reading"]
+    assert values["RL: mean KL to the base model"]["value"] == 6.99
+    assert values["blocks that moved most (divergence)"]["value"] == "28, 20 of 30"
+    # seed replicas are not the run's SAEs; ranges are per dictionary size over (role, block)
+    assert values["SAE topk_1x: held-out explained variance"]["value"] == [0.62, 0.907]
+    assert "dead <= 2.4%" in values["SAE topk_1x: held-out explained variance"]["reading"]
+    assert values["SAE topk_2x: held-out explained variance"]["value"] == [0.7, 0.7]
+    table3 = values["sum of |utility| of the explanations (Table 3), RLHF - base"]
+    assert table3["ci"] == [-5.41, 5.35] and "no effect at this size" in table3["reading"]
+    assert values["mean |token utility|, RLHF - base"]["reading"].startswith("significant")
+    assert not any("unembedding" in name for name in values)  # not in the planted stats: left out
+    assert record["commit"] == "abc1234" and record["command"] == "make run"
+    (tmp_path / "README.md").write_text(f"{START}\n{END}\n")
+    assert load_records(tmp_path)[0]["name"] == "planted_run" and render_all(tmp_path)
+
+
+def test_record_run_cli_and_an_unevaluated_run(tmp_path, capsys):
+    with pytest.raises(FileNotFoundError, match="not been evaluated"):
+        record_run(tmp_path / "empty", "x", "make run", root=tmp_path, env=ENV)
+    run = planted_run(tmp_path / "results" / "two")
+    write(run / "rl/other/eval_summary.json", {"reward_difference": 0.5, "reward_difference_ci95": [-0.1, 1.1]})
+    assert main(["record-run", str(run), "--name", "two_rewards", "--run-command", "snakemake --cores 2",
+                 "--root", str(tmp_path)]) == 0
+    record = json.loads((tmp_path / "docs/results/records/two_rewards.json").read_text())
+    names = [v["name"] for v in record["values"]]
+    assert "other: RL: held-out reward, policy - base" in names and "utility: RL: mean KL to the base model" in names
+    assert record["command"] == "snakemake --cores 2" and "two_rewards.json" in capsys.readouterr().out
