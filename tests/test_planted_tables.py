@@ -16,9 +16,9 @@ from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 from rlhf_lens.config import ConfigError, job_rewards, reward_params, validate_config
 from rlhf_lens.model_parts import token_texts
 from rlhf_lens.rewards import RewardError
-from rlhf_lens.rewards.planted_tables import (MIN_PROMPTS, resolved_table, secret_candidates, secret_table,
-                                              shuffled_vader, table_file, table_path, vocabulary_words,
-                                              write_table_csv)
+from rlhf_lens.rewards.planted_tables import (MIN_PROMPTS, min_prompts, resolved_table, secret_candidates,
+                                              secret_table, shuffled_vader, table_file, table_path,
+                                              vocabulary_words, write_table_csv)
 from rlhf_lens.rewards.utility_table import load_csv_table, load_table, load_vader, words_with_spans
 from snakemake_helpers import REPO, planned_jobs, snakemake
 
@@ -94,6 +94,9 @@ def test_secret_filters_what_a_prior_or_a_readout_could_not_handle(vocab):
               "table": 1,                      # written for one prompt only
               "window": 2, "river": 5}
     assert secret_candidates(counts, vocab, set(load_vader())) == ["river", "window"]
+    # of 288 sampled prompts a word must be written for 1% of them (3): one RL meets a few times
+    assert min_prompts(288) == 3 and min_prompts(64) == MIN_PROMPTS == 2
+    assert secret_candidates(counts, vocab, set(load_vader()), least=min_prompts(288)) == ["river"]
     with pytest.raises(RewardError, match="3 words asked for .secret_words. but only 2"):
         secret_table(counts, vocab, n=3, utility=3.0, seed=0)
 
@@ -165,7 +168,8 @@ def test_resolved_table_is_what_the_policy_was_trained_on(secret_run, vader):
 
 @pytest.mark.parametrize("entry, message", [
     ({"table": "secret", "secret_words": 0}, "key 'rewards.s.secret_words' has value 0: expected a number >= 1"),
-    ({"table": "secret", "secret_utility": 0}, "key 'rewards.s.secret_utility' has value 0: expected a finite non-zero"),
+    ({"table": "secret", "secret_utility": 0},
+     "key 'rewards.s.secret_utility' has value 0: expected a finite non-zero"),
     ({"table": "secrets"}, "key 'rewards.s.table' has value 'secrets': expected vader, secret, vader_shuffled or an "
                            "existing word,utility CSV file"),
 ])
@@ -201,3 +205,18 @@ def test_default_config_draws_no_table():
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     cfg = validate_config(config)
     assert all(table_file(cfg, r) == "vader" for r in cfg["rewards"])
+
+
+def test_a_redrawn_table_is_never_resumed_against(tmp_path):
+    """The RL job's resume settings fingerprint its reward inputs: a table written again changes them."""
+    import os
+
+    from rlhf_lens.jobs import weights_fingerprint
+
+    path = tmp_path / "table.csv"
+    write_table_csv({"window": 3.0}, str(path))
+    before = weights_fingerprint([path])
+    assert before[str(path)]  # a file is fingerprinted itself, not globbed for safetensors
+    write_table_csv({"river": 3.0}, str(path))
+    os.utime(path, ns=(1, 1))
+    assert weights_fingerprint([path]) != before

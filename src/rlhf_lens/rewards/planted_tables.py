@@ -4,8 +4,8 @@
 drawn with the run's seed from the words the base model itself writes on the training prompts (so RL
 can find them by sampling), that are not in VADER (so no sentiment prior names them), not English
 stop words (sklearn's list), lowercase alphabetic with at least 3 letters, written in the completions
-of at least ``MIN_PROMPTS`` different prompts, and one vocabulary token with a leading space (" word"),
-so a readout over the vocabulary can rank each planted word as one token.
+of at least ``min_prompts`` different prompts (1% of them, at least 2), and one vocabulary token with a
+leading space (" word"), so a readout over the vocabulary can rank each planted word as one token.
 
 ``table: vader_shuffled``: VADER's values permuted over VADER's words (seeded): the same reward scale
 and distribution of values, on other words. A policy trained on it changes as much as one trained on
@@ -38,16 +38,27 @@ PLANTED = ("secret", "vader_shuffled")
 """The ``table`` values whose table is drawn with the run's seed and materialised before RL."""
 
 MIN_PROMPTS = 2
-"""A secret word must appear in the sampled completions of at least this many different prompts: a word
-the base model wrote once is too rare for RL to find, and one seen twice is not a quirk of one prompt."""
+"""A secret word must appear in the sampled completions of at least this many different prompts (and of
+``MIN_PROMPT_SHARE`` of them): a word the base model wrote once is a quirk of one prompt."""
+
+MIN_PROMPT_SHARE = 0.01
+"""... and of at least this share of the prompts: a word RL can find. The default run's policy samples ~500
+rollouts, so a word the base model writes for 1% of prompts comes up about five times. Measured on SmolLM2-135M
+with the 288 built-in training prompts (one completion each): 261 eligible words written for >= 2 prompts,
+100 for >= 3 (this share), 56 for >= 4."""
+
+
+def min_prompts(n_prompts: int) -> int:
+    """How many prompts' completions must hold a secret word, of ``n_prompts`` sampled: 1% of them, at least 2."""
+    return max(MIN_PROMPTS, math.ceil(MIN_PROMPT_SHARE * n_prompts))
 
 WORD = re.compile(r"[a-z]{3,}")
 """What a secret word looks like: lowercase ASCII letters only, at least 3."""
 
 
 def table_path(run: str, reward: str) -> str:
-    """Where the ``reward_table`` rule writes reward ``reward``'s planted table: results/{run}/rewards/{reward}/table.csv
-    (with ``run="{run}", reward="{reward}"`` the rule's output pattern)."""
+    """Where the ``reward_table`` rule writes reward ``reward``'s planted table:
+    results/{run}/rewards/{reward}/table.csv (with ``run="{run}", reward="{reward}"`` the rule's output pattern)."""
     return f"results/{run}/rewards/{reward}/table.csv"
 
 
@@ -104,33 +115,34 @@ def shuffled_vader(seed: int, vader: Mapping[str, float] | None = None) -> dict[
     return dict(zip(words, (vader[w] for w in _keyed_order(words, seed))))
 
 
-def secret_candidates(word_prompts: Mapping[str, int], vocabulary_words: set[str],
-                      exclude: set[str]) -> list[str]:
-    """The words a secret table may plant, alphabetically: written for at least ``MIN_PROMPTS`` prompts
+def secret_candidates(word_prompts: Mapping[str, int], vocabulary_words: set[str], exclude: set[str],
+                      least: int = MIN_PROMPTS) -> list[str]:
+    """The words a secret table may plant, alphabetically: written for at least ``least`` prompts
     (``word_prompts``: word -> number of prompts whose completions contain it), shaped like ``WORD``, one
     vocabulary token with a leading space (``vocabulary_words``: those tokens' words), not in ``exclude``
     (VADER's words) and not an English stop word."""
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
     return sorted(w for w, k in word_prompts.items()
-                  if k >= MIN_PROMPTS and WORD.fullmatch(w) and w in vocabulary_words and w not in exclude
+                  if k >= least and WORD.fullmatch(w) and w in vocabulary_words and w not in exclude
                   and w not in ENGLISH_STOP_WORDS)
 
 
 def secret_table(word_prompts: Mapping[str, int], vocabulary_words: set[str], *, n: int, utility: float,
-                 seed: int, exclude: set[str] | None = None) -> dict[str, float]:
-    """``n`` of ``secret_candidates`` drawn with ``seed`` (the first ``n`` in keyed-hash order), each worth
-    ``utility``; ``exclude`` defaults to VADER's words. RewardError when fewer than ``n`` are eligible."""
+                 seed: int, exclude: set[str] | None = None, least: int = MIN_PROMPTS) -> dict[str, float]:
+    """``n`` of ``secret_candidates`` (written for >= ``least`` prompts, ``min_prompts`` of those sampled) drawn
+    with ``seed`` (the first ``n`` in keyed-hash order), each worth ``utility``; ``exclude`` defaults to VADER's
+    words. RewardError when fewer than ``n`` are eligible."""
     from .utility_table import load_vader
 
     if n < 1:
         raise RewardError(f"secret table: expected at least 1 word, got {n}")
     exclude = set(load_vader()) if exclude is None else exclude
-    candidates = secret_candidates(word_prompts, vocabulary_words, exclude)
+    candidates = secret_candidates(word_prompts, vocabulary_words, exclude, least)
     if len(candidates) < n:
         raise RewardError(f"secret table: {n} words asked for (secret_words) but only {len(candidates)} words "
                           f"the base model wrote qualify (ordinary, not in VADER, one token, written for >= "
-                          f"{MIN_PROMPTS} prompts): lower secret_words or give more prompts")
+                          f"{least} prompts): lower secret_words or give more prompts")
     return {w: float(utility) for w in sorted(_keyed_order(candidates, seed)[:n])}
 
 

@@ -4,9 +4,9 @@ U is the VADER lexicon (mean human valence in [-4, 4], ~7.5k entries), read from
 ``vader_lexicon.txt`` file inside the installed vaderSentiment package (no network), any
 ``word,utility`` CSV, or a planted table drawn with the run's seed before RL (``secret``: ordinary words
 the base model writes, not in VADER; ``vader_shuffled``: VADER's values permuted over its words; see
-``planted_tables``, whose ``resolved_table`` gives any reward's materialised table). Words are the whitespace-separated pieces of the text, lowercased, with
-punctuation stripped from both ends ("Great," -> "great"; inner punctuation such as "don't"
-stays); words not in the table count 0. VADER's own sentiment rules (negation, boosters) are
+``planted_tables``, whose ``resolved_table`` gives any reward's materialised table). Words are the
+whitespace-separated pieces of the text, lowercased, with punctuation stripped from both ends ("Great," ->
+"great"; inner punctuation such as "don't" stays); words not in the table count 0. VADER's own sentiment rules (negation, boosters) are
 deliberately not used: the paper's reward is the plain table sum.
 
 Per-token form: each response token gets the share of its word's utility equal to the share of

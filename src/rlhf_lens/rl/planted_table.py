@@ -6,10 +6,10 @@ prompt under the RL's own sampling conditions (prompt cut to ``query_max_tokens`
 tokens, temperature 1, ``stop_at_eos``), seeded; the words of those completions, counted by how many prompts'
 completions hold them, are the pool ``rewards.planted_tables.secret_table`` draws from. Sampling rather than
 the prompt corpus's words: the corpus is what the user wrote, the completions are what the policy starts out
-writing, so every planted word is one RL can find by sampling. Cost, SmolLM2-135M on the 288 built-in
-training prompts (6 + 24 tokens), one thread of a 2-core AMD EPYC shared with other jobs (load ~4.5):
-69 s and 78 s (seeds 0 and 1, model load included), under a tenth of the default RL job it precedes;
-2,050 distinct words written, 40 drawn. ``vader_shuffled`` needs no model (0.02 s).
+writing, so every planted word is one RL can find by sampling (written for >= 1% of the prompts).
+Cost, SmolLM2-135M on the 288 built-in training prompts (6 + 24 tokens), one thread of a 2-core AMD EPYC
+shared with other jobs (load ~4.5): 69 s and 78 s (seeds 0 and 1, model load included), under a tenth of
+the default RL job it precedes; 2,050 distinct words written, 100 eligible (seed 0), 40 drawn. ``vader_shuffled`` needs no model (0.02 s).
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ import torch
 
 from ..model_parts import pad_token_id, token_texts
 from ..models import load_prepared
-from ..rewards.planted_tables import secret_table, shuffled_vader, vocabulary_words, write_table_csv
-from ..rewards.utility_table import UtilityTableConfig, words_with_spans
+from ..rewards.planted_tables import (min_prompts, secret_candidates, secret_table, shuffled_vader, vocabulary_words,
+                                      write_table_csv)
+from ..rewards.utility_table import UtilityTableConfig, load_vader, words_with_spans
 from .rollout import sample_responses
 from .text import decode_with_spans, tokenize_prompts
 from .train import read_prompts
@@ -73,10 +74,12 @@ def materialise_table(spec: dict, out_csv: str | os.PathLike, *, seed: int, mode
         counts = base_word_prompts(model, tokenizer, prompts, query_max_tokens=query_max_tokens,
                                    response_max_tokens=response_max_tokens, stop_at_eos=stop_at_eos, seed=seed,
                                    device=device)
-        table = secret_table(counts, vocabulary_words(token_texts(tokenizer)), n=cfg.secret_words,
-                             utility=cfg.secret_utility, seed=seed)
-        log.info("secret table: %d words of %d the base model wrote on %d prompts (%.1f s): %s", len(table),
-                 len(counts), len(prompts), time.perf_counter() - t0, ", ".join(sorted(table)))
+        vocab, least = vocabulary_words(token_texts(tokenizer)), min_prompts(len(prompts))
+        table = secret_table(counts, vocab, n=cfg.secret_words, utility=cfg.secret_utility, seed=seed, least=least)
+        log.info("secret table: %d words of %d eligible (written for >= %d prompts) of %d distinct words the base "
+                 "model wrote on %d prompts (%.1f s): %s", len(table),
+                 len(secret_candidates(counts, vocab, set(load_vader()), least)), least, len(counts), len(prompts),
+                 time.perf_counter() - t0, ", ".join(sorted(table)))
     else:
         raise ValueError(f"materialise_table: table {cfg.table!r} is not planted (expected secret or vader_shuffled)")
     write_table_csv(table, str(out_csv))
