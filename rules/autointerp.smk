@@ -35,6 +35,7 @@ rule scoring:
         saes=explained_saes,
         base=model_dir(),
         rlhf=rules.rl.output.policy,
+        planted=lambda wildcards: planted_tables(wildcards.reward),
     output:
         table="results/{run}/scores/{reward}.parquet",
         csv=report("results/{run}/scores/{reward}_table3.csv", category="Table 3", subcategory="{reward}",
@@ -43,7 +44,7 @@ rule scoring:
         stats="results/{run}/scores/{reward}_stats.json",
     params:
         scoring=config["scoring"],
-        table=lambda wildcards: config["rewards"][wildcards.reward].get("table", "vader"),
+        table=lambda wildcards: table_file(config, wildcards.reward),
         seed=config["seed"],
     log:
         "logs/{run}/scoring/{reward}.log",

@@ -16,8 +16,9 @@ from types import SimpleNamespace
 
 try:
     from rlhf_lens.config import (ConfigError, _built_paths, interpreted_rewards, plain_rm_config,
-                                  preferences_config, preferences_enabled, r2m_arms, rl_settings, rule_resources,
-                                  trained_rewards, validate_config)
+                                  preferences_config, preferences_enabled, r2m_arms, reward_params, rl_settings,
+                                  rule_resources, trained_rewards, validate_config)
+    from rlhf_lens.rewards.planted_tables import is_planted, table_file, table_path
     from rlhf_lens.rl.algorithm import algorithm_settings
 except ImportError as _err:  # the package is installed (editable) by `make setup` and by envs/rlhf_lens.yaml
     print(f"rlhf-lens: cannot import the rlhf_lens package with {sys.executable} ({_err}); "
@@ -84,6 +85,11 @@ NOT_RESULT_KEYS = {
     # the plain reward model: how often it checkpoints, texts per scoring forward pass
     "plain_rm": ("checkpoint_every", "score_batch_size"),
 }
+
+
+def reward_spec(name):
+    """The param of reward ``name`` (None: no reward): its entry less the keys that change nothing it scores."""
+    return reward_params(config, name)
 
 
 def result_settings(section, settings=None):
@@ -332,13 +338,37 @@ def crosscoder_folders(wildcards):
 # --------------------------------------------------------------------------- learned reward models
 
 
+def planted_tables(*names):
+    """The planted utility tables (table secret or vader_shuffled; rule reward_table) of the rewards ``names``."""
+    return [rules.reward_table.output.table.format(run=RUN, reward=name)
+            for name in dict.fromkeys(names) if name and is_planted(config["rewards"][name])]
+
+
+def reward_table_inputs(wildcards):
+    """The inputs of reward_table: for table secret, the base model and the train prompts it samples."""
+    if config["rewards"][wildcards.reward].get("table") != "secret":
+        return {}
+    return {"model": model_dir(), "prompts": rules.prompts.output.train.format(run=wildcards.run)}
+
+
+def secret_sampling(wildcards):
+    """rl.ppo's sampling settings (rl.per_reward on top) that table secret samples the base model with; None
+    for other tables (so changing them redraws no other table)."""
+    if config["rewards"][wildcards.reward].get("table") != "secret":
+        return None
+    ppo = rl_settings(config, wildcards.reward)[0]
+    return {"query_max_tokens": ppo.query_max_tokens, "response_max_tokens": ppo.response_max_tokens,
+            "stop_at_eos": ppo.stop_at_eos}
+
+
 def learned_reward_inputs(*names):
-    """The reward-model folders this run builds that the rewards ``names`` read (reward_model type), so a
-    policy trained against a learned reward waits for it; empty for every other reward."""
+    """The reward-model folders this run builds that the rewards ``names`` read (reward_model type), and the
+    planted utility tables they score with (rule reward_table), so a policy trained against a learned reward
+    or a planted table waits for it; empty for every other reward."""
     from rlhf_lens.rewards.reward_model import BUILT_PATH
 
     built = _built_paths(config)
-    out = []
+    out = planted_tables(*names)
     for name in (n for n in names if n in built):
         path = built[name].rstrip("/")
         # The plain RM is a directory output; SARM's files are outputs one by one (its read-off writes beside them).
@@ -353,7 +383,7 @@ def rl_reward_inputs(wildcards):
 
 def gold_spec():
     """The gold reward's config entry (rl.gold), or None: a rule param, so naming another gold reruns."""
-    return config["rewards"][GOLD] if GOLD else None
+    return reward_spec(GOLD) if GOLD else None
 
 
 def preference_models(wildcards):

@@ -98,6 +98,7 @@ rule crosscoder_scoring:
         unpack(crosscoder_layer_inputs),
         stores=expand(rules.activations.output.store, role=ROLES, allow_missing=True),
         rlhf=rules.rl.output.policy,
+        planted=lambda wildcards: planted_tables(wildcards.reward),
     output:
         table="results/{run}/crosscoder/{reward}/scores.parquet",
         stats="results/{run}/crosscoder/{reward}/utility.json",
@@ -105,7 +106,7 @@ rule crosscoder_scoring:
                   labels={"reward": "{reward}", "what": "utility of RLHF-only latents"}),
     params:
         scoring=config["scoring"],
-        table=lambda wildcards: config["rewards"][wildcards.reward].get("table", "vader"),
+        table=lambda wildcards: table_file(config, wildcards.reward),
         seed=config["seed"],
     log:
         "logs/{run}/crosscoder/{reward}/scoring.log",

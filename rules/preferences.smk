@@ -15,7 +15,7 @@ rule preferences:
     params:
         # all of preferences: its batch_size changes the samples (torch's RNG draws per batch of responses)
         preferences=config["preferences"],
-        overseer=lambda wildcards: config["rewards"].get(PREFERENCES.overseer) if PREFERENCES.overseer else None,
+        overseer=lambda wildcards: reward_spec(PREFERENCES.overseer or None),
         # the query cut and response length come from the PPO settings, as in rule rl
         ppo=ppo_params(),
         seed=config["seed"],

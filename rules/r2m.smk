@@ -32,8 +32,8 @@ rule r2m_arm:
         algorithm="|".join(map(re.escape, R2M["algorithms"])) or "none",
         seed="[0-9]+",
     params:
-        reward=lambda wildcards: config["rewards"][wildcards.reward],
-        proxy=config["rewards"].get(R2M["baseline"]) if R2M["baseline"] else None,
+        reward=lambda wildcards: reward_spec(wildcards.reward),
+        proxy=reward_spec(R2M["baseline"] or None),
         gold=gold_spec(),
         ppo=R2M_PPO,
         eval=asdict(EVAL_SETTINGS),

@@ -65,6 +65,8 @@ rule calibration:
         figure=report("results/{run}/calibration/figure.png", category="calibration", labels={"what": "figure"}),
     params:
         rewards=config["calibration"]["rewards"],
+        # the table each arm was trained on: planted ones (secret, vader_shuffled) are marked in table and figure
+        tables={r: config["rewards"][r].get("table") for r in config["calibration"]["rewards"]},
     log:
         "logs/{run}/calibration.log",
     threads: 1

@@ -3,6 +3,28 @@
 # an output: Snakemake deletes the outputs of a failed job, and a rerun resumes from them.
 
 
+rule reward_table:
+    """A planted utility table (rewards.<reward>.table secret or vader_shuffled), drawn with the run's seed before
+    RL; RL, evaluation, scoring and diffing read it (rlhf_lens.rewards.planted_tables.resolved_table)."""
+    input:
+        unpack(reward_table_inputs),
+    output:
+        table=table_path("{run}", "{reward}"),
+    params:
+        reward=lambda wildcards: reward_spec(wildcards.reward),
+        sampling=secret_sampling,
+        seed=config["seed"],
+    log:
+        "logs/{run}/reward_table/{reward}.log",
+    threads: threads_for("reward_table")
+    resources:
+        **resources_for("reward_table"),
+    conda:
+        "../envs/rlhf_lens.yaml"
+    script:
+        "../workflow_scripts/reward_table.py"
+
+
 rule rl:
     """PPO against reward {reward}: policy/ (plain HF folder), metrics per step, reward/KL curves."""
     input:
@@ -14,7 +36,7 @@ rule rl:
         metrics="results/{run}/rl/{reward}/metrics.parquet",
         curves=report("results/{run}/rl/{reward}/curves.png", category="RL", subcategory="{reward}"),
     params:
-        reward=lambda wildcards: config["rewards"][wildcards.reward],
+        reward=lambda wildcards: reward_spec(wildcards.reward),
         ppo=lambda wildcards: ppo_params(wildcards.reward),
         gold=gold_spec(),
         shaping=shaping_params(),
@@ -42,7 +64,7 @@ rule rl_eval:
         table="results/{run}/rl/{reward}/eval.parquet",
         summary="results/{run}/rl/{reward}/eval_summary.json",
     params:
-        reward=lambda wildcards: config["rewards"][wildcards.reward],
+        reward=lambda wildcards: reward_spec(wildcards.reward),
         ppo=lambda wildcards: ppo_params(wildcards.reward),
         # all of rl.eval: its batch_size changes the samples (torch's RNG draws per batch of responses)
         eval=asdict(EVAL_SETTINGS),

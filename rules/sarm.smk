@@ -45,7 +45,7 @@ rule sarm_analysis:
         examples="results/{run}/reward_models/sarm/examples.parquet",
     params:
         analysis=config["sarm"]["analysis"],
-        overseer=lambda wildcards: config["rewards"][config["preferences"]["overseer"]],
+        overseer=lambda wildcards: reward_spec(config["preferences"]["overseer"]),
         examples=config["autointerp"]["examples"],
         seed=config["seed"],
     log:

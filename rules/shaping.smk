@@ -27,8 +27,8 @@ rule shaping_trial:
     output:
         "results/{run}/shaping/{reward}/search/trial_{trial}.json",
     params:
-        reward=lambda wildcards: config["rewards"][wildcards.reward],
-        gold=config["rewards"][SHAPING_GOLD] if SHAPING_GOLD else None,
+        reward=lambda wildcards: reward_spec(wildcards.reward),
+        gold=reward_spec(SHAPING_GOLD or None),
         ppo=lambda wildcards: ppo_params(wildcards.reward),
         shaping=shaping_params(),
         study=config["rl"]["shaping"]["study"],
@@ -79,8 +79,8 @@ rule shaping_run:
         metrics="results/{run}/shaping/{reward}/runs/{scheme}/seed{seed}/metrics.parquet",
         heldout="results/{run}/shaping/{reward}/runs/{scheme}/seed{seed}/heldout.parquet",
     params:
-        reward=lambda wildcards: config["rewards"][wildcards.reward],
-        gold=config["rewards"][SHAPING_GOLD] if SHAPING_GOLD else None,
+        reward=lambda wildcards: reward_spec(wildcards.reward),
+        gold=reward_spec(SHAPING_GOLD or None),
         ppo=lambda wildcards: ppo_params(wildcards.reward),
         shaping=shaping_params(),
         study=config["rl"]["shaping"]["study"],

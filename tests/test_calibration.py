@@ -53,6 +53,21 @@ def test_the_table_puts_each_strength_beside_every_measure(tmp_path):
     assert "fails to detect the planted reward at this size" in out[1].read_text()
 
 
+def test_planted_table_arms_are_marked_and_not_the_strongest(tmp_path):
+    entries = {"weak": _write(tmp_path, "weak", 0.5, _stats()),
+               "strong": _write(tmp_path, "strong", 8.4, _stats("token_utility", 0.3)),
+               "secret": _write(tmp_path, "secret", 2.0, _stats()),
+               "shuffled": _write(tmp_path, "shuffled", 1.0, _stats())}
+    out = [tmp_path / "t.parquet", tmp_path / "t.md", tmp_path / "f.png"]
+    tables = {"weak": "vader", "strong": "vader", "secret": "secret", "shuffled": "vader_shuffled"}
+    table = calibration_stage(entries, *out, tables=tables)
+    assert table["table"].tolist() == ["vader", "vader", "secret", "vader_shuffled"]
+    md = out[1].read_text()
+    assert "| secret (secret table) |" in md and "| shuffled (null: VADER shuffled) |" in md
+    assert "At the strongest reward (strong) the method detects the planted reward by: token utility." in md
+    assert out[2].stat().st_size > 2000
+
+
 def test_crosscoder_columns_give_the_rlhf_only_count_and_their_utility_vs_shared(tmp_path):
     def xc_stats(n_only, diff, effect):
         comparison = {"difference": diff, "ci": [diff - 0.1, diff + 0.1] if diff is not None else [None, None],
@@ -82,7 +97,7 @@ def test_crosscoder_columns_give_the_rlhf_only_count_and_their_utility_vs_shared
 def test_per_reward_overrides_and_their_validation():
     cfg = load_config(REPO / "configs/calibration.yaml")
     coefs = [rl_settings(cfg, r)[0].init_kl_coef for r in cfg["calibration"]["rewards"]]
-    assert coefs == [0.2, 0.1, 0.05]
+    assert coefs == [0.2, 0.1, 0.05, 0.2, 0.2]  # secret and shuffled at the default strength
     assert rl_settings(cfg)[0].init_kl_coef == 0.2  # without a reward: rl.ppo on the preset
     with pytest.raises(ConfigError) as err:
         validate_config({"rl": {"per_reward": {"nope": {"steps": 2}, "utility": {"mini_batch_size": 5}}},
@@ -94,12 +109,17 @@ def test_per_reward_overrides_and_their_validation():
 
 
 @pytest.mark.workflow
-def test_the_calibration_config_plans_three_policies_and_the_table(tmp_path):
+def test_the_calibration_config_plans_its_policies_and_the_table(tmp_path):
     proc = snakemake("--configfile", str(REPO / "configs/calibration.yaml"), "--dry-run", cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
-    for reward in ("kl020", "kl010", "kl005"):
+    for reward in ("kl020", "kl010", "kl005", "secret", "shuffled"):
         assert f"results/calibration/rl/{reward}/policy" in out
+    # the planted arms' tables are drawn before their RL, at the default strength (no rl.per_reward entry)
+    for reward in ("secret", "shuffled"):
+        assert f"results/calibration/rewards/{reward}/table.csv" in out
+    cfg = load_config(REPO / "configs/calibration.yaml")
+    assert rl_settings(cfg, "secret")[0] == rl_settings(cfg, "shuffled")[0] == rl_settings(cfg, "kl020")[0]
     assert "rule calibration:" in out or "localrule calibration:" in out
     assert "results/calibration/calibration/table.md" in out
     assert "results/calibration/crosscoder/kl005/utility.json" in out  # crosscoders run in the calibration

@@ -23,7 +23,8 @@ def test_default_config_is_valid_and_complete():
 def test_empty_config_takes_every_default():
     cfg = validate_config({})
     assert cfg["seed"] == 0 and cfg["device"] == "auto"
-    assert cfg["rewards"] == {"utility": {"type": "utility_table", "table": "vader", "scope": "response"}}
+    assert cfg["rewards"] == {"utility": {"type": "utility_table", "table": "vader", "scope": "response",
+                                         "secret_words": 40, "secret_utility": 3.0}}
     assert cfg["resources"]["gpu"] == 0
 
 

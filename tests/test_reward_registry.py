@@ -29,8 +29,9 @@ def test_builtin_types_and_their_capabilities():
     assert get_reward_class("classifier") is ClassifierReward and not ClassifierReward.per_token
     assert get_reward_config_class("classifier") is ClassifierConfig
     assert ClassifierConfig.required() == {"model": "hub id or folder", "label": "e.g. POSITIVE"}
-    assert UtilityTableConfig.defaults() == {"table": "vader", "scope": "response"}
-    assert UtilityTableConfig.keys() == {"type", "table", "scope"}
+    assert UtilityTableConfig.defaults() == {"table": "vader", "scope": "response", "secret_words": 40,
+                                           "secret_utility": 3.0}
+    assert UtilityTableConfig.keys() == {"type", "table", "scope", "secret_words", "secret_utility"}
     with pytest.raises(RewardError, match="'rewards.x.type' has value 'nope': expected utility_table, classifier, reward_model or r2m"):
         get_reward_class("nope", "x")
 
@@ -119,7 +120,7 @@ def test_validation_messages_of_the_builtin_types():
     assert err.value.problems == [
         "key 'rewards.s.model' is missing: a classifier reward needs model (hub id or folder) and label (e.g. POSITIVE)",
         "key 'rewards.s.label' is missing: a classifier reward needs model (hub id or folder) and label (e.g. POSITIVE)",
-        "key 'rewards.u.table' has value '/no.csv': expected vader or an existing word,utility CSV file; "
-        "that file does not exist"]
+        "key 'rewards.u.table' has value '/no.csv': expected vader, secret, vader_shuffled or an existing "
+        "word,utility CSV file; that file does not exist"]
     cfg = validate_config({"rewards": {"s": {"type": "classifier", "model": "x/y", "label": "POSITIVE"}}})
     assert cfg["rewards"]["s"] == {"type": "classifier", "model": "x/y", "label": "POSITIVE", "scope": "response"}

@@ -9,4 +9,5 @@ inputs = dict(snakemake.input.items())
 entries = {reward: {what: inputs[f"{reward}_{what}"] for what in ("rl_eval", "stats", "features", "crosscoder")
                     if f"{reward}_{what}" in inputs}
            for reward in snakemake.params.rewards}
-calibration_stage(entries, snakemake.output.table, snakemake.output.md, snakemake.output.figure)
+calibration_stage(entries, snakemake.output.table, snakemake.output.md, snakemake.output.figure,
+                  tables=snakemake.params.tables)

@@ -589,14 +589,29 @@ def rl_settings(config: dict, reward: str | None = None):
     return ppo_config(rl["preset"], overrides, rl["algorithm"]), _pick(EvalConfig, rl["eval"])
 
 
+def reward_params(config: dict, name: str | None) -> dict | None:
+    """The rule param of reward ``name``: its entry less the keys that do not change what it scores (its type's
+    ``result_entry``), so a default filled in for an option the reward does not use reruns nothing; None for
+    no name."""
+    if name is None:
+        return None
+    from .rewards import get_reward_config_class
+
+    entry = config["rewards"][name]
+    return get_reward_config_class(entry["type"], name).result_entry(entry)
+
+
 def job_rewards(config: dict, rewards: list[tuple[str | None, dict | None]], device: str) -> list:
     """The rewards a model job scores with, built on ``device``, in the order of ``rewards``: (name, settings)
     pairs, the settings being what the rule passed as a param (so a change reruns the job). A pair whose name
-    is None (e.g. no rl.gold) gives None. model.trust_remote_code applies to every one."""
+    is None (e.g. no rl.gold) gives None. model.trust_remote_code applies to every one. A planted utility
+    table (secret, vader_shuffled) is read from the CSV the reward_table rule wrote before RL."""
     from .rewards import build_reward
+    from .rewards.planted_tables import with_table_file
 
     trust = config["model"]["trust_remote_code"]
-    return [None if name is None else build_reward(name, {name: spec}, device=device, trust_remote_code=trust)
+    return [None if name is None else build_reward(name, {name: with_table_file(config, name, spec)}, device=device,
+                                                   trust_remote_code=trust)
             for name, spec in rewards]
 
 

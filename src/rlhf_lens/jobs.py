@@ -21,7 +21,9 @@ def start_job(log_file: str | os.PathLike, threads: int | None = None, device: s
 
 
 def weights_fingerprint(folders) -> dict[str, list]:
-    """(name, size, mtime_ns) of each folder's safetensors files: part of a resumable job's settings, so a
-    model retrained into the same path (new weights) is never resumed against with the old run's checkpoints."""
-    return {str(f): sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in Path(f).glob("*.safetensors"))
+    """(name, size, mtime_ns) of each folder's safetensors files (of a file: the file's own): part of a resumable
+    job's settings, so a model retrained into the same path (new weights), or a planted table drawn again, is
+    never resumed against with the old run's checkpoints."""
+    return {str(f): sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns)
+                           for p in ([Path(f)] if Path(f).is_file() else Path(f).glob("*.safetensors")))
             for f in folders}

@@ -9,6 +9,9 @@ crosscoders run (crosscoder.enabled), the count of RLHF-only crosscoder latents 
 unembedding utility minus the shared latents' (with CI, p-value and verdict). The
 known answer: the strongest policy stacks high-utility words, so a working method must separate RLHF
 from base there, beyond its random-feature baseline; a failure to detect is reported as such.
+Arms trained on a planted table (``table: secret``, a truth nobody can guess, or ``vader_shuffled``, the
+like-for-like null) are marked by their ``table`` and left out of "the strongest reward"; each was scored
+against the table it was trained on.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import pandas as pd
 
 from ..atomic import atomic_file, write_parquet
 from ..missing import as_float
+from ..rewards.planted_tables import PLANTED
 from .plots import plot_calibration
 from .tables import mmcs_vs_noise_floor
 from .wording import fmt, fmt_ci, md_escape, md_table
@@ -79,6 +83,10 @@ def calibration_table(rows: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+_ARM_NOTE = {"secret": " (secret table)", "vader_shuffled": " (null: VADER shuffled)"}
+"""How the markdown marks an arm trained on a planted table."""
+
+
 def calibration_markdown(table: pd.DataFrame) -> str:
     """The table in words: one line per reward and measure with the verdict, and whether the strongest
     reward was detected beyond the random baseline by any measure."""
@@ -89,7 +97,7 @@ def calibration_markdown(table: pd.DataFrame) -> str:
                     *(f"crosscoder RLHF-only - shared, {label}" for label in CROSSCODER_MEASURES.values())]
     body = []
     for r in table.to_dict("records"):
-        cells = [md_escape(r["reward"]), f"{fmt(r['reward_gain'], signed=True)} {fmt_ci([r['reward_gain_ci_low'], r['reward_gain_ci_high']])}",
+        cells = [md_escape(r["reward"]) + _ARM_NOTE.get(r.get("table"), ""), f"{fmt(r['reward_gain'], signed=True)} {fmt_ci([r['reward_gain_ci_low'], r['reward_gain_ci_high']])}",
                  fmt(r["kl"])]
         for key in MEASURES:
             verdict = "effect" if r[f"{key}_effect"] else "no effect"
@@ -105,7 +113,8 @@ def calibration_markdown(table: pd.DataFrame) -> str:
                              f"{fmt_ci([r.get(f'xc_{key}_ci_low'), r.get(f'xc_{key}_ci_high')])}, "
                              f"p {fmt(r.get(f'xc_{key}_p'))}: {verdict}")
         body.append(cells)
-    strongest = table.iloc[-1]
+    strengths = table[~table["table"].isin(PLANTED)] if "table" in table.columns else table
+    strongest = (strengths if len(strengths) else table).iloc[-1]
     found = [label for key, label in MEASURES.items() if strongest[f"{key}_effect"]]
     verdict = (f"At the strongest reward ({md_escape(strongest['reward'])}) the method detects the planted reward by: "
                + ", ".join(found) + "." if found else
@@ -114,9 +123,11 @@ def calibration_markdown(table: pd.DataFrame) -> str:
     return md_table(headers, body) + "\n\n" + verdict + "\n"
 
 
-def calibration_stage(entries: dict[str, dict[str, str | os.PathLike]], out_table, out_md, out_png) -> pd.DataFrame:
+def calibration_stage(entries: dict[str, dict[str, str | os.PathLike]], out_table, out_md, out_png,
+                      tables: dict[str, str] | None = None) -> pd.DataFrame:
     """``entries``: reward -> {"rl_eval": eval_summary.json, "stats": scores stats JSON, "features":
     features summary parquet, and optionally "crosscoder": the crosscoder utility JSON}, weakest first.
+    ``tables``: reward -> the table it was trained on (vader, secret, vader_shuffled, a CSV; column ``table``).
     Writes the table (parquet), its markdown and the figure."""
     rows = []
     for reward, paths in entries.items():
@@ -125,6 +136,8 @@ def calibration_stage(entries: dict[str, dict[str, str | os.PathLike]], out_tabl
                               json.loads(Path(paths["stats"]).read_text()), features)
         if paths.get("crosscoder"):
             row.update(crosscoder_columns(json.loads(Path(paths["crosscoder"]).read_text())))
+        if tables is not None:
+            row["table"] = tables.get(reward)
         rows.append(row)
     table = calibration_table(rows)
     write_parquet(table, out_table)

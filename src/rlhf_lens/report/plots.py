@@ -201,16 +201,21 @@ def plot_utilities(stats: dict, out_png: str | os.PathLike) -> None:
 def plot_calibration(table: pd.DataFrame, path: str | os.PathLike) -> None:
     """The calibration figure (``report.calibration``), one panel per measure: RLHF - base difference with
     its CI against the held-out reward gain with its CI, one point per reward strength."""
+    from ..rewards.planted_tables import PLANTED
     from .calibration import MEASURES
 
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(MEASURES), figsize=(3.4 * len(MEASURES), 3.2), squeeze=False)
     x = table["reward_gain"].astype(float).to_numpy()
     xerr = np.nan_to_num(np.stack([x - table["reward_gain_ci_low"].astype(float), table["reward_gain_ci_high"].astype(float) - x]))
+    # the strengths joined by a line; arms trained on a planted table (secret, shuffled null) as lone squares
+    planted = table["table"].isin(PLANTED).to_numpy() if "table" in table.columns else np.zeros(len(table), bool)
     for ax, (key, label) in zip(axes[0], MEASURES.items()):
         y = table[f"{key}_difference"].astype(float).to_numpy()
         yerr = np.nan_to_num(np.stack([y - table[f"{key}_ci_low"].astype(float), table[f"{key}_ci_high"].astype(float) - y]))
-        ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="o-", capsize=3)
+        for rows, fmt in ((~planted, "o-"), (planted, "s")):
+            if rows.any():
+                ax.errorbar(x[rows], y[rows], xerr=xerr[:, rows], yerr=yerr[:, rows], fmt=fmt, capsize=3)
         ax.axhline(0, color="grey", lw=0.8, ls="--")
         for xi, yi, name, eff in zip(x, y, table["reward"], table[f"{key}_effect"]):
             ax.annotate(name + (" *" if eff else ""), (xi, yi), fontsize=7, xytext=(3, 3), textcoords="offset points")

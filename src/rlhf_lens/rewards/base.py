@@ -74,6 +74,13 @@ class RewardConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in entry.items() if k in names})
 
+    @classmethod
+    def result_entry(cls, entry: dict) -> dict:
+        """The keys of a defaults-filled ``rewards.<name>`` entry that change what the reward scores: all of them
+        unless a type says otherwise. Rules pass this as their param, so a key that does not apply (a default
+        filled in for another option) reruns nothing."""
+        return dict(entry)
+
     def problems(self, prefix: str) -> list[str]:
         """Readable problems a schema cannot check (files that must exist); ``prefix`` is ``rewards.<name>``."""
         return []

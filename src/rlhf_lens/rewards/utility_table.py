@@ -1,10 +1,12 @@
 """The paper's overseer: a word-utility table, r = clip(sum of U(word) / 5, -10, 10).
 
 U is the VADER lexicon (mean human valence in [-4, 4], ~7.5k entries), read from the
-``vader_lexicon.txt`` file inside the installed vaderSentiment package (no network), or any
-``word,utility`` CSV. Words are the whitespace-separated pieces of the text, lowercased, with
-punctuation stripped from both ends ("Great," -> "great"; inner punctuation such as "don't"
-stays); words not in the table count 0. VADER's own sentiment rules (negation, boosters) are
+``vader_lexicon.txt`` file inside the installed vaderSentiment package (no network), any
+``word,utility`` CSV, or a planted table drawn with the run's seed before RL (``secret``: ordinary words
+the base model writes, not in VADER; ``vader_shuffled``: VADER's values permuted over its words; see
+``planted_tables``, whose ``resolved_table`` gives any reward's materialised table). Words are the
+whitespace-separated pieces of the text, lowercased, with punctuation stripped from both ends ("Great," ->
+"great"; inner punctuation such as "don't" stays); words not in the table count 0. VADER's own sentiment rules (negation, boosters) are
 deliberately not used: the paper's reward is the plain table sum.
 
 Per-token form: each response token gets the share of its word's utility equal to the share of
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .base import Reward, RewardConfig, RewardError, Span
+from .planted_tables import PLANTED
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +101,14 @@ def load_csv_table(path: str | Path) -> dict[str, float]:
 
 
 def load_table(table: str) -> dict[str, float]:
-    """``vader`` -> the VADER lexicon; anything else is read as a word,utility CSV path."""
+    """``vader`` -> the VADER lexicon; anything else is read as a word,utility CSV path.
+
+    A planted table's name (secret, vader_shuffled) is refused: it is drawn with the run's seed and
+    written before RL; ``planted_tables.resolved_table`` reads the written one."""
+    if table in PLANTED:
+        raise RewardError(f"utility table {table!r} is drawn before RL by the workflow's reward_table rule "
+                          "(results/{run}/rewards/{reward}/table.csv); read that file, or call "
+                          "rlhf_lens.rewards.planted_tables.resolved_table(config, reward)")
     return load_vader() if table == "vader" else load_csv_table(table)
 
 
@@ -123,15 +133,38 @@ class UtilityTableConfig(RewardConfig):
     """``rewards.<name>`` of type utility_table."""
 
     table: str = "vader"
-    """vader (the VADER lexicon from the vaderSentiment package) or a path to a word,utility CSV."""
+    """vader (the VADER lexicon from the vaderSentiment package), secret (``secret_words`` ordinary words the
+    base model writes, not in VADER, each worth ``secret_utility``; drawn with the run's seed), vader_shuffled
+    (VADER's values permuted over its words with the run's seed: the like-for-like null) or a path to a
+    word,utility CSV."""
     scope: str = "response"
     """Score the response alone (response) or the prompt and response together (prompt_and_response)."""
+    secret_words: int = 40
+    """table secret only: how many words are planted."""
+    secret_utility: float = 3.0
+    """table secret only: the utility of each planted word (VADER's strongest words are about +-3)."""
+
+    @classmethod
+    def result_entry(cls, entry: dict) -> dict:
+        """The entry less secret_words and secret_utility unless the table is secret (they change nothing else)."""
+        if entry.get("table", "vader") == "secret":
+            return dict(entry)
+        return {k: v for k, v in entry.items() if k not in ("secret_words", "secret_utility")}
 
     def problems(self, prefix: str) -> list[str]:
-        if self.table != "vader" and not Path(self.table).expanduser().is_file():
-            return [f"key '{prefix}.table' has value {self.table!r}: expected vader or an existing word,utility "
-                    "CSV file; that file does not exist"]
-        return []
+        out = []
+        if (self.table != "vader" and self.table not in PLANTED
+                and not Path(self.table).expanduser().is_file()):
+            out.append(f"key '{prefix}.table' has value {self.table!r}: expected vader, "
+                       f"{', '.join(PLANTED)} or an existing word,utility CSV file; that file does not exist")
+        if isinstance(self.secret_words, bool) or not isinstance(self.secret_words, int) or self.secret_words < 1:
+            out.append(f"key '{prefix}.secret_words' has value {self.secret_words!r}: expected an integer >= 1 "
+                       "(how many words table secret plants)")
+        if (isinstance(self.secret_utility, bool) or not isinstance(self.secret_utility, (int, float))
+                or not math.isfinite(self.secret_utility) or self.secret_utility == 0):
+            out.append(f"key '{prefix}.secret_utility' has value {self.secret_utility!r}: expected a finite "
+                       "non-zero number (the utility of each planted word)")
+        return out
 
 
 class UtilityTableReward(Reward):
