@@ -121,6 +121,7 @@ def tiny_config(model_dir: Path) -> dict:
         "run": "tiny", "device": "cpu",
         "model": {"name": "tiny", "spec": str(model_dir)},
         "prompts": {"max_texts": 40},
+        "sae": {"k": 8},  # at most the tiny model's d_model (32): validation refuses more
         "resources": {"threads": 2, "mem_mb": MODEL_JOB["mem_mb"], "runtime": MODEL_JOB["runtime"],
                       "per_rule": {GPU_RULE: {"gpu": 1}}},
     }

@@ -234,5 +234,5 @@ def test_prepare_model_refuses_a_k_that_does_not_fit_before_writing(tiny_model_d
     with pytest.raises(ConfigError, match=r"key 'sae.k' has value 100000.*1\.\.32"):
         prepare_model(ModelConfig(name="tiny", spec=str(tiny_model_dir)), out, check=partial(require_model_fits, cfg))
     assert not out.exists()
-    prepare_model(ModelConfig(name="tiny", spec=str(tiny_model_dir)), out, check=partial(require_model_fits, validate_config({})))
+    prepare_model(ModelConfig(name="tiny", spec=str(tiny_model_dir)), out, check=partial(require_model_fits, validate_config({"sae": {"k": 8}})))
     assert (out / "config.json").is_file()

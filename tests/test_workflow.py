@@ -46,7 +46,7 @@ def tiny_run(tmp_path_factory, tiny_model_dir):
     """A real run of the workflow on the tiny model, in its own working directory."""
     workdir = tmp_path_factory.mktemp("workflow")
     config = {"run": "tiny", "model": {"name": "tiny", "spec": str(tiny_model_dir)},
-              "prompts": {"max_texts": 40},
+              "prompts": {"max_texts": 40}, "sae": {"k": 8},  # k <= d_model 32, or validation refuses it
               # the RL stage at its smallest: its own test (test_workflow_rl.py) exercises it
               "rl": {"ppo": {"steps": 1, "batch_size": 2, "mini_batch_size": 2, "response_min_tokens": 2,
                              "response_max_tokens": 2},
@@ -64,7 +64,7 @@ def test_the_whole_chain_runs_on_a_tiny_gpt_neox(tmp_path_factory, tiny_neox_dir
               "rl": {"ppo": {"steps": 1, "batch_size": 2, "mini_batch_size": 2, "response_min_tokens": 2,
                              "response_max_tokens": 2},
                      "eval": {"prompts": 2, "samples_per_prompt": 1, "bootstrap": 100}},
-              "activations": {"max_tokens": 400}, "sae": {"epochs": 2, "ce_eval_tokens": 32},
+              "activations": {"max_tokens": 400}, "sae": {"epochs": 2, "ce_eval_tokens": 32, "k": 8},
               "autointerp": {"explain_max_tokens": 8}}
     run_config(workdir, config)
     results = workdir / "results/neox"

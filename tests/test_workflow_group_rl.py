@@ -20,6 +20,7 @@ OUT = "results/tiny/rl/utility"
 def rloo_run(tmp_path_factory, tiny_model_dir):
     workdir = tmp_path_factory.mktemp("workflow_rloo")
     config = {"run": "tiny", "model": {"name": "tiny", "spec": str(tiny_model_dir)}, "prompts": {"max_texts": 30},
+              "sae": {"k": 8},  # k <= the tiny model's d_model 32, or validation refuses it
               "rl": {"algorithm": "rloo",
                      "ppo": {"steps": 2, "batch_size": 6, "mini_batch_size": 3, "group_size": 3, "ppo_epochs": 1,
                              "response_min_tokens": 4, "response_max_tokens": 4, "checkpoint_every": 0},

@@ -38,7 +38,7 @@ def learned_run(tmp_path_factory, tiny_model_dir, tokenizer):
     table = planted_table(tokenizer, workdir / "planted.csv")
     shipped = yaml.safe_load((REPO / "configs/learned_rm.yaml").read_text())
     config = {**shipped, "run": "tiny", "model": {"name": "tiny", "spec": str(tiny_model_dir)},
-              "prompts": {"max_texts": 40},
+              "prompts": {"max_texts": 40}, "sae": {"k": 8},  # k <= d_model 32, or validation refuses it
               "rewards": {"utility": {"type": "utility_table", "table": str(table)},
                           "rm": {"type": "reward_model", "path": "results/tiny/reward_models/plain"},
                           "sarm": {"type": "reward_model", "path": "results/tiny/reward_models/sarm"}},

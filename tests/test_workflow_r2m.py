@@ -28,7 +28,7 @@ def r2m_run(tmp_path_factory, tiny_model_dir, tokenizer):
     shipped = yaml.safe_load((REPO / "configs/r2m.yaml").read_text())
     rm = "results/tiny/reward_models/plain"
     config = {**shipped, "run": "tiny", "model": {"name": "tiny", "spec": str(tiny_model_dir)},
-              "prompts": {"max_texts": 40},
+              "prompts": {"max_texts": 40}, "sae": {"k": 8},  # k <= d_model 32, or validation refuses it
               "rewards": {"utility": {"type": "utility_table", "table": str(table)},
                           "rm": {"type": "reward_model", "path": rm},
                           "r2m": {"type": "r2m", "path": rm, "learning_rate": 1e-2, "width": 8}},

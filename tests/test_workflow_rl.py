@@ -16,6 +16,7 @@ pytestmark = pytest.mark.workflow
 def rl_run(tmp_path_factory, tiny_model_dir):
     workdir = tmp_path_factory.mktemp("workflow_rl")
     config = {"run": "tiny", "model": {"name": "tiny", "spec": str(tiny_model_dir)}, "prompts": {"max_texts": 30},
+              "sae": {"k": 8},  # k <= the tiny model's d_model 32, or validation refuses it
               "rl": {"ppo": {"steps": 2, "batch_size": 4, "mini_batch_size": 2, "ppo_epochs": 1,
                              "response_min_tokens": 4, "response_max_tokens": 4, "checkpoint_every": 1,
                              "keep_checkpoints": True},

@@ -22,7 +22,7 @@ def sarm_run(tmp_path_factory, tiny_model_dir):
     (workdir / "words.csv").write_text("word,utility\ngreat,3\nawful,-3\n")
     # Pairs from a file, relabelled by the overseer and split by prompt in rule preferences (as for the plain RM).
     utility_pairs(34, seed=0).to_parquet(workdir / "pairs.parquet")
-    config = {"run": "tiny", "model": {"name": "tiny", "spec": str(tiny_model_dir)},
+    config = {"run": "tiny", "model": {"name": "tiny", "spec": str(tiny_model_dir)}, "sae": {"k": 8},
               "rewards": {"words": {"type": "utility_table", "table": str(workdir / "words.csv")}},
               "preferences": {"source": str(workdir / "pairs.parquet"), "overseer": "words"},
               "sarm": {"enabled": True, "sae_multiple": 4, "k": 4, "sae_epochs": 5, "epochs": 5, "bootstrap": 100,

@@ -20,7 +20,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 def tiny_config(model_dir) -> dict:
     config = yaml.safe_load((REPO / "configs" / "shaping.yaml").read_text())
-    config.update({"run": "tiny", "model": {"name": "tiny", "spec": str(model_dir)}, "prompts": {"max_texts": 30}})
+    config.update({"run": "tiny", "model": {"name": "tiny", "spec": str(model_dir)}, "prompts": {"max_texts": 30},
+                   "sae": {"k": 8}})  # k <= the tiny model's d_model 32, or validation refuses it
     config["rewards"] = {"utility": {"type": "utility_table", "table": "vader"}}
     config["rl"]["ppo"].update({"steps": 2, "batch_size": 4, "mini_batch_size": 2, "ppo_epochs": 1,
                                 "response_min_tokens": 4, "response_max_tokens": 4, "checkpoint_every": 0})
@@ -69,7 +70,7 @@ def test_search_trials_are_listed_with_their_objective(shaping_run):
 
 
 def test_shaping_is_off_by_default(tmp_path, tiny_model_dir):
-    config = {"run": "tiny", "model": {"name": "tiny", "spec": str(tiny_model_dir)}}
+    config = {"run": "tiny", "model": {"name": "tiny", "spec": str(tiny_model_dir)}, "sae": {"k": 8}}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     proc = snakemake("--configfile", "config.yaml", "--dry-run", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
