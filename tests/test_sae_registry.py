@@ -43,6 +43,12 @@ def _perturbed(kind, d=8, m=16):
 
 @pytest.mark.parametrize("kind", ["relu", "topk"])
 def test_round_trip_is_exact(tmp_path, kind):
+    """The files hold the tensors bit for bit. The tied ReLU SAE renormalises its atoms on every forward, so
+    the loaded one computes with atoms an ulp away from the saved ones (two float paths): its tensors are held
+    to 2e-7 (2 ulps of a unit-norm row) and its reconstructions to allclose(atol=1e-6). Measured at commit
+    201ec3d on an AMD EPYC Zen 4 (AVX512-BF16) under the default, avx2 and no-SIMD kernels: tensors 6.0e-8 apart
+    at most, reconstructions at 15% of the allclose tolerance, the smallest active latent 0.008 (an ulp cannot
+    switch it off), the TopK SAE's tensors and outputs bit for bit."""
     sae = _perturbed(kind)
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()

@@ -28,11 +28,14 @@ def _run(tokenizer, reward, placement="per_token", steps=2, seed=0):
 
 
 def test_all_weight_on_the_last_token_trains_as_the_sparse_reward(tokenizer):
-    """Bit for bit on every CPU (checked under ATEN_CPU_CAPABILITY=avx2 and the default avx512 kernels of an AMD
-    EPYC Zen 4 with AVX512-BF16). Two faults hid behind an older form of this test, which passed only where the
-    kernels rounded alike: both runs, built before either trained, drew from torch's one global RNG (the second
-    took the first's leftover stream; each run now owns its generators), and with a four-word table the rewards
-    were 0, so nothing trained; with rewards, last_token turned every negative reward into a uniform spread."""
+    """Bit for bit on every CPU: both runs take the same float path (a last_token-only ShapedReward reads nothing from
+    the policy, so its rollout keeps generation's log-probs as the sparse run does). Checked at commit 201ec3d on an
+    AMD EPYC Zen 4 with AVX512-BF16 under the default (avx512) kernels, ATEN_CPU_CAPABILITY=avx2 (also with MKL and
+    oneDNN held to AVX2) and ATEN_CPU_CAPABILITY=default (no SIMD). Two faults hid behind an older form of this
+    test, which passed only where the kernels rounded alike: both runs, built before either trained, drew from
+    torch's one global RNG (the second took the first's leftover stream; each run now owns its generators), and with
+    a four-word table the rewards were 0, so nothing trained; with rewards, last_token turned every negative reward
+    into a uniform spread."""
     table = vocabulary_table(tokenizer)  # with TABLE's four words rewards are ~always 0: nothing would train
     sparse = _run(tokenizer, UtilityTableReward(table), placement="last_token")
     shaped = _run(tokenizer, ShapedReward(UtilityTableReward(table), ShapingConfig(weights={"last_token": 1.0})))
