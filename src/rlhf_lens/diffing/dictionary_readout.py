@@ -63,7 +63,7 @@ def decode_latents(atoms: torch.Tensor, weights: np.ndarray, model, vocab_size: 
     ids = []
     for lo in range(0, atoms.shape[0], chunk):
         logits = unembed_directions(atoms[lo:lo + chunk], model, vocab_size)
-        scores += w[:, lo:lo + chunk] @ logits.double()
+        scores += (w[:, lo:lo + chunk].float() @ logits).double()  # float32 product: 4x faster than float64
         ids.append(logits.topk(min(n_words, vocab_size), dim=1).indices)
     return scores.numpy(), torch.cat(ids).numpy()
 
@@ -83,7 +83,8 @@ class LatentAccumulator:
 
     ``add(f, units)``: f (batch, m) float activations (already times the decoder scale), units (batch,)
     int unit index of each token. ``sums`` (n_units, m) float64, ``counts`` (n_units,) tokens per unit,
-    ``top_values``/``top_rows`` (top_n, m): the largest activations of each latent and their token rows.
+    ``top_values``/``top_rows`` (top_n, m): the largest activations of each latent and their token rows
+    (``top_n`` 0: not kept, which saves a third of the time).
     """
 
     def __init__(self, n_units: int, m: int, top_n: int = 64):
@@ -98,10 +99,13 @@ class LatentAccumulator:
     def add(self, f: torch.Tensor, units: np.ndarray) -> None:
         f64 = f.double()
         np.add.at(self.counts, units, 1)
-        sums = torch.zeros(len(self.counts), f.shape[1], dtype=torch.float64)
-        sums.index_add_(0, torch.as_tensor(units, dtype=torch.long), f64)
-        self.sums += sums.numpy()
+        sums = torch.zeros(len(self.counts), f.shape[1])
+        sums.index_add_(0, torch.as_tensor(units, dtype=torch.long), f.float())  # float32 within a batch
+        self.sums += sums.double().numpy()
         self.sq += (f64 ** 2).sum(0).numpy()
+        if not self.top_n:
+            self.seen += len(f)
+            return
         rows = torch.arange(self.seen, self.seen + len(f))[:, None].expand_as(f)
         values = torch.cat([self.top_values, f.float()])
         idx = torch.cat([self.top_rows, rows])

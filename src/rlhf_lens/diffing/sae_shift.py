@@ -62,7 +62,7 @@ def latent_changes(sae, block, batch_size: int, top_n: int):
     activations times decoder norm (the shift: policy - base per token) and the unit atoms (m, d)."""
     atoms, scales = latent_directions(sae)
     n_units, m = len(block.groups), sae.m
-    accs = [LatentAccumulator(n_units, m, top_n) for _ in range(3)]
+    accs = [LatentAccumulator(n_units, m, n) for n in (0, top_n, top_n)]  # the base side's top tokens are not shown
     with torch.no_grad():
         for lo in range(0, len(block.rows), batch_size):
             units = block.units[lo:lo + batch_size]
