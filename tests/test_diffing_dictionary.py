@@ -199,3 +199,48 @@ def test_diff_sae_one_row_per_seed_and_reuses_what_it_trained(planted, tmp_path)
     again = get_method_class("diff_sae")().run(_ctx(planted, "planted", tmp_path), cfg)
     assert all(f["train_seconds"] == 0 for f in again.extra["fits"])
     np.testing.assert_allclose(again.token_scores, first.token_scores, rtol=1e-4, atol=1e-9)
+
+
+# --------------------------------------------------------------------------- crosscoder
+
+
+def _planted_crosscoder(planted, folder):
+    """A (base, rlhf) crosscoder whose latent 0 is RLHF-only with atom v, read from the policy's v minus
+    the base's v (so it fires where v was planted); the others shared random directions."""
+    from rlhf_lens.sae.crosscoder_fit import DIFF_FILE, read_paired
+    from rlhf_lens.sae.diffing import diff_table
+
+    root, v = planted["root"], planted["v"]
+    gen = torch.Generator().manual_seed(2)
+    xc = build_sae("crosscoder_l1", 2 * D, 8)
+    shared = torch.nn.functional.normalize(torch.randn(8, D, generator=gen), dim=1)
+    with torch.no_grad():
+        xc.W_dec.copy_(torch.cat([shared, shared], dim=1))
+        xc.W_dec[0] = torch.cat([torch.zeros(D), v])
+        xc.W_enc.copy_(xc.W_dec.T)
+        xc.W_enc[:, 0] = torch.cat([-v, v])
+    _, (xb, xp) = read_paired([root / "base", planted["stores"]["planted"]], LAYER)
+    with torch.no_grad():  # latent 0 fires where 3 x the mean norm was planted along v, not on the noise
+        xc.b_enc.fill_(0.0)
+        xc.b_enc[0] = -1.5 * float(xb.norm(dim=1).mean())
+    folder.mkdir(parents=True)
+    save_sae(xc, folder)
+    diff_table(xc, torch.cat([xb, xp], dim=1)).to_parquet(folder / DIFF_FILE, index=False)
+    return folder
+
+
+def test_crosscoder_reads_the_rlhf_only_latent_as_the_planted_words(planted, tmp_path):
+    from rlhf_lens.diffing.crosscoder import CrosscoderMethodConfig
+
+    folder = _planted_crosscoder(planted, tmp_path / "xc")
+    ctx = _ctx(planted, "planted")
+    ctx.crosscoder_dirs = {LAYER: folder}
+    result = get_method_class("crosscoder")().run(ctx, CrosscoderMethodConfig())
+    lat = result.latents
+    assert lat["latent"].tolist() == [0] and lat["bin"].iloc[0] == "rlhf_only"  # the shared ones are not read
+    assert set(lat["top_tokens"].iloc[0]) <= set(WORDS)
+    assert set(lat["decoded_words"].iloc[0][:3]) == set(WORDS)
+    assert _top_ids(result.mean_scores) == set(planted["word_ids"])
+    same = _ctx(planted, "same")
+    same.crosscoder_dirs = {LAYER: folder}
+    assert not get_method_class("crosscoder")().run(same, CrosscoderMethodConfig()).token_scores.any()
