@@ -244,3 +244,29 @@ def test_crosscoder_reads_the_rlhf_only_latent_as_the_planted_words(planted, tmp
     same = _ctx(planted, "same")
     same.crosscoder_dirs = {LAYER: folder}
     assert not get_method_class("crosscoder")().run(same, CrosscoderMethodConfig()).token_scores.any()
+
+
+# --------------------------------------------------------------------------- paper
+
+
+def test_paper_counts_the_lexicon_words_of_selected_explained_features(planted, tmp_path):
+    from rlhf_lens.diffing.paper import PaperConfig
+    from rlhf_lens.rewards.utility_table import UtilityTableReward
+
+    table = pd.DataFrame({"feature": [0, 1, 2, 3],
+                          "selected": [True, True, False, True],
+                          "status": ["ok", "ok", "ok", "error"],
+                          "explanation": ["This feature fires on love and happy words", "Love, mostly love",
+                                          "terrible things", "wonderful"]})
+    path = tmp_path / "layer1.parquet"
+    table.to_parquet(path)
+    ctx = _ctx(planted, "same")
+    ctx.autointerp_tables = {LAYER: path}
+    ctx.reward = UtilityTableReward({"love": 3.2, "happy": 2.7, "terrible": -2.1, "wonderful": 2.7, "fire": -1.4})
+    result = get_method_class("paper")().run(ctx, PaperConfig())
+    love, happy = (planted["word_ids"][WORDS.index(w)] for w in (" love", " happy"))
+    scores = result.token_scores[0]
+    assert scores[love] == 3 and scores[happy] == 1 and scores.sum() == 4  # "words", "mostly": not in the table
+    assert result.latents["feature"].tolist() == [0, 1]
+    every = get_method_class("paper")().run(ctx, PaperConfig(lexicon_only=False)).token_scores[0]
+    assert every.sum() == 7  # love x3, happy, and, words, mostly; the answer frame is left out

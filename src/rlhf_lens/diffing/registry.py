@@ -58,4 +58,4 @@ def get_method_class(name: str) -> type:
 register_method_module("sae_shift", "sae_shift")
 register_method_module("diff_sae", "diff_sae")
 register_method_module("crosscoder", "crosscoder")
-# register_method_module("paper", "paper")
+register_method_module("paper", "paper")
