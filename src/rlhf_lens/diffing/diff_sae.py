@@ -132,32 +132,36 @@ class DiffSAE:
         blocks = list(cfg.blocks) if cfg.blocks is not None else shared_blocks(ctx)
         model, _, tokenizer = ctx.models()
         texts = token_texts(tokenizer)
-        rows_per_seed, frames, fits = [], [], []
-        for seed in cfg.seeds:
-            train_ids, eval_ids = split_docs(doc_groups(base_store), cfg.eval_fraction, seed)
-            seed_scores = np.zeros(len(texts))
-            for block_idx in blocks:
-                train = read_block(ctx, block_idx, doc_ids=train_ids)
-                held = read_block(ctx, block_idx, doc_ids=eval_ids)
-                tcfg = train_config(cfg, train.base.shape[1], seed)
-                folder = None if ctx.work_dir is None else Path(ctx.work_dir) / "diff_sae" / f"block{block_idx}_seed{seed}"
-                sae, seconds = fit_diff_sae(train.policy - train.base, tcfg, folder, ctx.device)
-                diff = held.policy - held.base
-                frame, weights, atoms = _read_latents(sae, diff, held, texts, cfg)
+        splits = {seed: split_docs(doc_groups(base_store), cfg.eval_fraction, seed) for seed in cfg.seeds}
+        seed_scores = {seed: np.zeros(len(texts)) for seed in cfg.seeds}
+        frames, fits = [], []
+        for block_idx in blocks:
+            block = read_block(ctx, block_idx)  # read once; each seed splits it by prompt group
+            differences = block.policy - block.base
+            doc = block.rows["doc_id"].to_numpy()
+            for seed in cfg.seeds:
+                train = torch.from_numpy(np.isin(doc, splits[seed][0]))
+                held = np.isin(doc, splits[seed][1])
+                tcfg = train_config(cfg, differences.shape[1], seed)
+                name = f"block{block_idx}_seed{seed}"
+                folder = None if ctx.work_dir is None else Path(ctx.work_dir) / "diff_sae" / name
+                sae, seconds = fit_diff_sae(differences[train], tcfg, folder, ctx.device)
+                diff = differences[torch.from_numpy(held)]
+                frame, weights, atoms = _read_latents(sae, diff, block.rows["token_id"].to_numpy()[held], texts, cfg)
                 scores, decoded = decode_latents(atoms, weights[None, :], model, len(texts), cfg.decoded_words)
                 frame = _ranked(frame, decoded, texts)
                 frame.insert(0, "seed", seed)
                 frame.insert(1, "block", block_idx)
                 frames.append(frame)
-                seed_scores += scores[0]
+                seed_scores[seed] += scores[0]
                 with torch.no_grad():
                     fit = reconstruction_metrics(sae, diff)
-                fits.append({"seed": seed, "block": block_idx, "train_tokens": len(train.rows),
-                             "heldout_tokens": len(held.rows), "train_seconds": round(seconds, 2),
+                fits.append({"seed": seed, "block": block_idx, "train_tokens": int(train.sum()),
+                             "heldout_tokens": int(held.sum()), "train_seconds": round(seconds, 2),
                              "explained_variance": fit.get("explained_variance"), "l0": fit.get("l0")})
                 log.info("diff_sae block %d seed %d: %d training tokens, %.1f s, held-out EV %.3f", block_idx, seed,
-                         len(train.rows), seconds, fits[-1]["explained_variance"] or float("nan"))
-            rows_per_seed.append(seed_scores)
+                         fits[-1]["train_tokens"], seconds, fits[-1]["explained_variance"] or float("nan"))
+        rows_per_seed = [seed_scores[seed] for seed in cfg.seeds]
         return MethodResult(token_scores=np.stack(rows_per_seed), unit="seed",
                             latents=pd.concat(frames, ignore_index=True),
                             extra={"site": read_manifest(base_store)["site"], "blocks": blocks, "fits": fits,
@@ -165,9 +169,9 @@ class DiffSAE:
                                    "include_bias": cfg.include_bias})
 
 
-def _read_latents(sae, diff: torch.Tensor, held, texts: list[str], cfg: DiffSAEConfig):
+def _read_latents(sae, diff: torch.Tensor, token_ids: np.ndarray, texts: list[str], cfg: DiffSAEConfig):
     """(latent table of one SAE, weights of the token score, matching unit atoms) on held-out differences
-    ``diff`` (n, d). Atoms parallel to within ``merge_cosine`` are one row (``members``: its latents;
+    ``diff`` (n, d) of tokens ``token_ids`` (n,). Atoms parallel to within ``merge_cosine`` are one row (``members``: its latents;
     ``latent``: the one that carries most); the decoder bias is the last row (latent -1), weighted 0 in
     the token score unless ``include_bias``."""
     atoms, scales = latent_directions(sae)
@@ -190,7 +194,7 @@ def _read_latents(sae, diff: torch.Tensor, held, texts: list[str], cfg: DiffSAEC
     energy = max(float((diff.double() ** 2).sum()), 1e-30)
     carried = acc.mean()
     members = [np.flatnonzero(labels == c) for c in range(n_groups)]
-    token_text = [texts[t] for t in held.rows["token_id"].to_numpy()]
+    token_text = [texts[t] for t in token_ids]
     bias_norm = float(bias.norm())
     frame = pd.DataFrame({"latent": [int(ms[np.argmax(each[ms])]) for ms in members] + [-1],
                           "members": [ms.tolist() for ms in members] + [[]],

@@ -71,7 +71,8 @@ class Paper:
         for block, path in sorted(ctx.autointerp_tables.items()):
             table = pd.read_parquet(Path(path), columns=["feature", "selected", "status", "explanation"])
             chosen = table[table["selected"].astype(bool) & table["status"].eq("ok")]
-            words = [[w for w in explanation_words(t) if lexicon is None or w in lexicon] for t in chosen["explanation"]]
+            words = [[w for w in explanation_words(t) if lexicon is None or w in lexicon]
+                     for t in chosen["explanation"]]
             frames.append(pd.DataFrame({"block": block, "feature": chosen["feature"].to_numpy(),
                                         "explanation": chosen["explanation"].to_numpy(), "words": words}))
         latents = pd.concat(frames, ignore_index=True)

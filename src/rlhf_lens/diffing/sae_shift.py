@@ -89,7 +89,8 @@ class SAEShift:
         blocks = list(cfg.blocks) if cfg.blocks is not None else [b for b in shared_blocks(ctx) if b in ctx.sae_dirs]
         missing = [b for b in blocks if b not in ctx.sae_dirs]
         if not blocks or missing:
-            raise ValueError(f"sae_shift: no base SAE for block(s) {missing or 'any'} (SAEs for {sorted(ctx.sae_dirs)}, "
+            raise ValueError(f"sae_shift: no base SAE for block(s) {missing or 'any'} "
+                             f"(SAEs for {sorted(ctx.sae_dirs)}, "
                              f"stores hold {shared_blocks(ctx)})")
         model, _, tokenizer = ctx.models()
         texts = token_texts(tokenizer)
