@@ -126,6 +126,15 @@ def test_decoding_reads_through_the_final_norm_weight(tokenizer):
     assert abs(float(logits.mean())) < 1e-5  # centred over the vocabulary
 
 
+def test_latent_token_utility_is_the_mean_truth_of_the_decoded_tokens():
+    from rlhf_lens.diffing.dictionary_readout import latent_token_utility
+
+    truth = np.zeros(10)
+    truth[[2, 3]] = [3.0, 1.0]
+    latents = pd.DataFrame({"decoded_ids": [[2, 3], [3, 5, 7, 9], []]})
+    np.testing.assert_allclose(latent_token_utility(latents, truth), [2.0, 0.25, 0.0])
+
+
 # --------------------------------------------------------------------------- sae_shift
 
 
