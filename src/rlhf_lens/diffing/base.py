@@ -78,10 +78,16 @@ class DiffContext:
     """Block -> the base model's SAE folder (SAELens layout) that ``sae_shift`` reads; may be empty."""
     crosscoder_dirs: dict[int, Path] = field(default_factory=dict)
     """Block -> crosscoder folder, where crosscoders were trained; may be empty."""
+    autointerp_tables: dict[int, Path] = field(default_factory=dict)
+    """Block -> the policy SAE's autointerp table (autointerp/{reward}/rlhf/layer{L}.parquet) that ``paper``
+    reads; may be empty."""
     work_dir: Path | None = None
     """A folder a method may write checkpoints or caches into (resumable training)."""
     device: str = "cpu"
     seed: int = 0
+    reward: Any = None
+    """The overseer (a ``rewards.Reward``) for methods that score samples (activation_lens's steering
+    check); None skips those checks."""
     _models: tuple | None = field(default=None, repr=False)
 
     def models(self):
