@@ -53,8 +53,8 @@ def get_method_class(name: str) -> type:
 
 
 # One line per built-in method (the order is the report's ladder).
-# register_method_module("logit_shift", "logit_shift")
-# register_method_module("activation_lens", "activation_lens")
+register_method_module("logit_shift", "logit_shift")
+register_method_module("activation_lens", "activation_lens")
 # register_method_module("sae_shift", "sae_shift")
 # register_method_module("diff_sae", "diff_sae")
 # register_method_module("crosscoder", "crosscoder")
