@@ -83,6 +83,8 @@ NOT_RESULT_KEYS = {
     "sarm": ("forward_batch_size",),
     # the plain reward model: how often it checkpoints, texts per scoring forward pass
     "plain_rm": ("checkpoint_every", "score_batch_size"),
+    # texts per forward pass of the diffing methods (right padding under an attention mask)
+    "diffing.corpus": ("batch_size",),
 }
 
 

@@ -175,3 +175,16 @@ def test_without_a_truth_the_table_and_profile_are_still_written(tmp_path, token
 def test_table_truth_of_the_planted_reward(vocab):
     truth = table_truth({w: 3.0 for w in PLANTED}, vocab)
     assert sorted(truth.planted_words) == sorted(PLANTED)
+
+
+def test_config_validates_method_names_through_the_registry():
+    from rlhf_lens.config import ConfigError, diffing_settings, validate_config
+    from rlhf_lens.diffing.registry import available
+
+    with pytest.raises(ConfigError, match="diffing.methods' has value 'no_such_method'"):
+        validate_config({"diffing": {"methods": ["logit_shift", "no_such_method"]}})
+    config = validate_config({"diffing": {"activation_lens": {"positions": 2}}})
+    settings = diffing_settings(config, "activation_lens")
+    assert method_config("activation_lens", settings.method).positions == 2
+    assert settings.corpus == CorpusConfig() and settings.readout == ReadoutConfig()
+    assert available("logit_shift") and available("activation_lens") and not available("no_such_method")

@@ -138,3 +138,24 @@ def diffing_stage(ctx: DiffContext, method: str, settings: StageSettings, out_di
         log.info("%s: Spearman %s, precision@50 %s (base rate %.3f), AUROC %s", method, m["spearman"]["value"],
                  m["precision@50"]["value"], report["readout"]["base_rate"], m["auroc"]["value"])
     return report
+
+
+def diffing_job(*, base_dir: str | Path, policy_dir: str | Path, corpus_path: str | Path, method: str,
+                settings: StageSettings, out_dir: str | Path, reward_name: str | None = None,
+                rewards: dict | None = None, seed: int = 0, device: str = "cpu", layers_json: str | Path | None = None,
+                stores: dict[str, Path] | None = None, sae_dirs: dict[int, Path] | None = None,
+                crosscoder_dirs: dict[int, Path] | None = None, work_dir: str | Path | None = None) -> dict:
+    """What a workflow job (and ``rlhf-lens diff``) runs: read the corpus, build the overseer ``rewards[reward_name]``
+    (the truth and the steering check; none when ``reward_name`` is None), run ``method``, write ``out_dir``."""
+    from ..rewards import build_reward
+    from .corpus import read_corpus
+
+    corpus = read_corpus(settings.corpus, corpus_path, seed)
+    layers = json.loads(Path(layers_json).read_text())["layers"] if layers_json else []
+    reward = build_reward(reward_name, rewards or {}, device=device) if reward_name else None
+    ctx = DiffContext(base_dir=Path(base_dir), policy_dir=Path(policy_dir), corpus=corpus, corpus_cfg=settings.corpus,
+                      layers=list(layers), stores={k: Path(v) for k, v in (stores or {}).items()},
+                      sae_dirs={int(k): Path(v) for k, v in (sae_dirs or {}).items()},
+                      crosscoder_dirs={int(k): Path(v) for k, v in (crosscoder_dirs or {}).items()},
+                      work_dir=Path(work_dir) if work_dir else None, device=device, seed=seed, reward=reward)
+    return diffing_stage(ctx, method, settings, out_dir, truth_reward=reward, reward_name=reward_name)

@@ -1,0 +1,17 @@
+"""Rule diffing: base model + one reward's policy + corpus (+ stores, SAEs) -> diffing/{reward}/{method}/."""
+
+from rlhf_lens.config import diffing_settings
+from rlhf_lens.diffing.stage import diffing_job
+from rlhf_lens.jobs import start_job
+
+device = start_job(snakemake.log[0], snakemake.threads, snakemake.config["device"])
+inp, w = snakemake.input, snakemake.wildcards
+diffing_job(
+    base_dir=inp.base, policy_dir=inp.policy, corpus_path=inp.corpus, method=w.method,
+    settings=diffing_settings(snakemake.config, w.method), out_dir=snakemake.output.folder, reward_name=w.reward,
+    rewards=snakemake.config["rewards"], seed=snakemake.params.seed, device=device,
+    layers_json=inp.get("layers"),
+    stores={role: inp[f"store_{role}"] for role in ("base", "rlhf") if f"store_{role}" in inp.keys()},
+    sae_dirs={int(k[4:]): inp[k] for k in inp.keys() if k.startswith("sae_")},
+    crosscoder_dirs={int(k[11:]): inp[k] for k in inp.keys() if k.startswith("crosscoder_")},
+)
