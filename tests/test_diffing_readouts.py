@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from rlhf_lens.diffing.readouts import (auroc, metric_names, point_metrics, precision_at_k, readout, recall_at_k,
                                         spearman, top_k_hits)
@@ -38,6 +39,9 @@ def test_precision_recall_auroc_spearman_known_answers():
     assert auroc(perfect, positive) == 1.0
     assert auroc(-perfect, positive) == 0.0
     assert auroc(np.zeros(8), positive) == 0.5
+    rng = np.random.default_rng(0)
+    noisy, labels = np.round(rng.normal(size=300), 1), rng.random(300) < 0.2  # with ties
+    assert auroc(noisy, labels) == pytest.approx(roc_auc_score(labels, noisy))
     assert spearman(np.arange(5.0), np.arange(5.0) ** 3) == pytest.approx(1.0)
     assert spearman(np.arange(5.0), -np.arange(5.0)) == pytest.approx(-1.0)
     assert np.isnan(spearman(np.zeros(5), np.arange(5.0)))

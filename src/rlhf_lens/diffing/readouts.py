@@ -11,7 +11,8 @@ Metrics, on the method's score per word-like token (``MethodResult.mean_scores``
   tokens, beside the base rate (the positive share of all word-like tokens: a random ranking's expected
   precision). Ties at the k-th score are counted at their expected share under random tie-breaking, so a
   constant score (an identical policy) gives exactly the base rate.
-- ``auroc``: positive vs rest over all word-like tokens (sklearn; ties count one half; chance 0.5).
+- ``auroc``: positive vs rest over all word-like tokens (Mann-Whitney U from scipy's ranks, equal to sklearn's
+  ``roc_auc_score``; ties count one half; chance 0.5).
 - ``recall@50``: the share of the planted (positive) tokens found in the top 50 (chance 50 / n_words).
 
 CIs: percentile bootstrap over the rows of ``token_scores``, the independent unit (prompt groups or
@@ -26,7 +27,6 @@ import warnings
 
 import numpy as np
 from scipy import stats
-from sklearn.metrics import roc_auc_score
 
 from .truth import Truth
 
@@ -57,10 +57,15 @@ def recall_at_k(scores: np.ndarray, positive: np.ndarray, k: int) -> float:
 
 
 def auroc(scores: np.ndarray, positive: np.ndarray) -> float:
-    """Area under the ROC curve of ``scores`` for positive vs rest; NaN when one class is empty."""
-    if positive.all() or not positive.any():
+    """Area under the ROC curve of ``scores`` for positive vs rest (ties count one half); NaN when one class is
+    empty. Computed as the Mann-Whitney U over n_pos * n_neg from scipy's average ranks: the same value as
+    sklearn's ``roc_auc_score`` (the tests check it) at a fifth of its time, which the bootstrap repeats."""
+    n_pos = int(positive.sum())
+    n_neg = len(positive) - n_pos
+    if n_pos == 0 or n_neg == 0:
         return float("nan")
-    return float(roc_auc_score(positive, scores))
+    ranks = stats.rankdata(scores)
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 def spearman(scores: np.ndarray, values: np.ndarray) -> float:
