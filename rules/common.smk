@@ -18,6 +18,7 @@ try:
     from rlhf_lens.config import (ConfigError, _built_paths, interpreted_rewards, plain_rm_config,
                                   preferences_config, preferences_enabled, r2m_arms, rl_settings, rule_resources,
                                   trained_rewards, validate_config)
+    from rlhf_lens.diffing.registry import available as _diffing_available, needs as _diffing_needs
     from rlhf_lens.rl.algorithm import algorithm_settings
 except ImportError as _err:  # the package is installed (editable) by `make setup` and by envs/rlhf_lens.yaml
     print(f"rlhf-lens: cannot import the rlhf_lens package with {sys.executable} ({_err}); "
@@ -329,6 +330,39 @@ def crosscoder_folders(wildcards):
         folders[f"real_{layer}"] = rules.crosscoder.output.folder.format(**w)
         folders[f"null_{layer}"] = rules.crosscoder_null.output.folder.format(**w)
     return folders
+
+
+# --------------------------------------------------------------------------- diffing
+
+DIFFING_METHODS = [m for m in config["diffing"]["methods"] if _diffing_available(m)]
+_skipped = [m for m in config["diffing"]["methods"] if m not in DIFFING_METHODS]
+if _skipped:
+    print(f"rlhf-lens: diffing method(s) {', '.join(_skipped)} registered but not in this checkout: skipped",
+          file=sys.stderr)
+
+
+def diffing_corpus(wildcards):
+    """The context corpus: rule rl_eval's sample table (source rl_eval) or the configured file."""
+    source = config["diffing"]["corpus"]["source"]
+    return rules.rl_eval.output.table.format(run=wildcards.run, reward=wildcards.reward) if source == "rl_eval" else source
+
+
+def diffing_inputs(wildcards):
+    """What the method reads from earlier stages (registry.needs): layers, stores, base SAEs, crosscoders."""
+    need = _diffing_needs(wildcards.method)
+    w = dict(run=wildcards.run, reward=wildcards.reward)
+    inputs = {}
+    if need & {"layers", "stores", "saes", "crosscoders"}:
+        inputs["layers"] = rules.divergence.output.layers.format(**w)
+    if "stores" in need:
+        inputs.update({f"store_{role}": rules.activations.output.store.format(role=role, **w) for role in ROLES})
+    if "saes" in need:
+        inputs.update({f"sae_{layer}": sae_dir(small_dictionary(), role="base", layer=layer, **w)
+                       for layer in selected_layers(wildcards)})
+    if "crosscoders" in need:
+        inputs.update({f"crosscoder_{layer}": rules.crosscoder.output.folder.format(layer=layer, **w)
+                       for layer in selected_layers(wildcards)})
+    return inputs
 
 
 # --------------------------------------------------------------------------- learned reward models
