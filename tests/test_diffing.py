@@ -188,3 +188,32 @@ def test_config_validates_method_names_through_the_registry():
     assert method_config("activation_lens", settings.method).positions == 2
     assert settings.corpus == CorpusConfig() and settings.readout == ReadoutConfig()
     assert available("logit_shift") and available("activation_lens") and not available("no_such_method")
+
+
+def test_cli_diffs_two_model_folders(tmp_path, tiny_model_dir, tokenizer, capsys):
+    """``rlhf-lens diff`` on two model folders, a .txt corpus and a CSV truth: the method writes its folder and
+    readout (the planted answers are checked above, on models built in memory)."""
+    from rlhf_lens.cli import main
+    from rlhf_lens.models import load_prepared
+
+    model, _ = load_prepared(tiny_model_dir)
+    with torch.no_grad():
+        model.model.layers[1].mlp.up_proj.weight.add_(0.05)
+    model.save_pretrained(tmp_path / "policy")
+    tokenizer.save_pretrained(tmp_path / "policy")
+    (tmp_path / "corpus.txt").write_text("\n".join(TEXTS[:6]) + "\n")
+    (tmp_path / "truth.csv").write_text("word,utility\n" + "".join(f"{w},3\n" for w in PLANTED) + "boring,-2\n")
+    (tmp_path / "cfg.yaml").write_text("diffing:\n  readout: {n_boot: 20, n_perm: 20}\n  activation_lens: {steer: false}\n")
+    code = main(["diff", "--base", str(tiny_model_dir), "--policy", str(tmp_path / "policy"), "--corpus",
+                 str(tmp_path / "corpus.txt"), "--table", str(tmp_path / "truth.csv"), "--config",
+                 str(tmp_path / "cfg.yaml"), "--methods", "logit_shift", "--device", "cpu", "--out", str(tmp_path / "out")])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "logit_shift:" in out and "Spearman" in out
+    for method in ("logit_shift",):
+        words = pd.read_parquet(tmp_path / "out" / method / "words.parquet")
+        assert words["truth"].gt(0).sum() == len(PLANTED)
+        readout = json.loads((tmp_path / "out" / method / "readout.json").read_text())["readout"]
+        assert readout["n_units"] == 6 and readout["n_positive"] == len(PLANTED)
+    assert main(["diff", "--base", "x", "--policy", "y", "--corpus", "z", "--methods", "sae_shift", "--out",
+                 str(tmp_path / "o")]) == 1
