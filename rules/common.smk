@@ -255,6 +255,8 @@ def summary_inputs(wildcards):
             f"{reward}_stats": rules.scoring.output.stats.format(run=w.run, reward=reward),
             f"{reward}_sae": sae_folders(w),
             f"{reward}_autointerp": autointerp_tables(w),
+            **{f"{reward}_diffing_{m}": rules.diffing.output.folder.format(run=w.run, reward=reward, method=m)
+               for m in DIFFING_METHODS},
         })
     return inputs
 

@@ -217,3 +217,35 @@ def test_cli_diffs_two_model_folders(tmp_path, tiny_model_dir, tokenizer, capsys
         assert readout["n_units"] == 6 and readout["n_positive"] == len(PLANTED)
     assert main(["diff", "--base", "x", "--policy", "y", "--corpus", "z", "--methods", "sae_shift", "--out",
                  str(tmp_path / "o")]) == 1
+
+
+def test_summary_section_lists_the_readout_top_words_and_depth_profile(tmp_path, vocab):
+    """report.learned on a method folder written by the stage: the readout table, the truth-marked top words, the
+    depth-profile plot, and the summary opening with the section."""
+    from rlhf_lens.diffing.base import MethodResult
+    from rlhf_lens.diffing.stage import write_outputs
+    from rlhf_lens.report.learned import learned_section, load_diffing, plot_depth_profile
+    from rlhf_lens.report.summary import RewardResults, summary_markdown
+
+    rng = np.random.default_rng(0)
+    truth = table_truth({w: 3.0 for w in PLANTED} | {"boring": -2.0}, vocab)
+    n_vocab = int(vocab["token_id"].max()) + 1
+    scores = rng.normal(0, 0.1, (4, n_vocab))
+    planted = vocab.set_index("word").loc[PLANTED, "token_id"].to_numpy()
+    scores[:, planted] += 5.0
+    profile = {0: rng.normal(size=n_vocab), 1: scores.mean(0)}
+    result = MethodResult(token_scores=scores, unit="prompt_group", depth_profile=profile,
+                          extra={"steering": {"block": 1, "gain": 0.5, "gain_ci": [0.2, 0.8], "n_prompts": 4,
+                                              "unsteered_mean": 0.1, "steered_mean": 0.6}})
+    folder = tmp_path / "results/run/diffing/planted/activation_lens"
+    report = write_outputs(result, "activation_lens", vocab, truth, folder, READOUT)
+    assert plot_depth_profile(report, folder / "depth_profile.png") and (folder / "depth_profile.png").stat().st_size
+    diffing = load_diffing({"activation_lens": folder})
+    text = learned_section(diffing, tmp_path / "results/run")
+    header, _, row = text.split("\n")[:3]
+    assert row.startswith("| activation_lens | ") and row.count("|") == header.count("|")
+    assert "| 0.25 [0.25, 0.25] | 0.1 [0.1, 0.1] | 1 [1, 1] | 1 [1, 1] |" in row  # p@20, p@50, AUROC, recall@50
+    assert all(f"**{w}** (+3)" in text for w in PLANTED)
+    assert "](diffing/planted/activation_lens/depth_profile.png)" in text and "+0.5 [0.2, 0.8]" in text
+    summary = summary_markdown("run", [RewardResults(reward="planted", diffing=diffing)])
+    assert summary.index("What the policy learned") < summary.index("RL: held-out reward")

@@ -3,10 +3,11 @@
 from rlhf_lens.config import diffing_settings
 from rlhf_lens.diffing.stage import diffing_job
 from rlhf_lens.jobs import start_job
+from rlhf_lens.report.learned import plot_depth_profile
 
 device = start_job(snakemake.log[0], snakemake.threads, snakemake.config["device"])
 inp, w = snakemake.input, snakemake.wildcards
-diffing_job(
+report = diffing_job(
     base_dir=inp.base, policy_dir=inp.policy, corpus_path=inp.corpus, method=w.method,
     settings=diffing_settings(snakemake.config, w.method), out_dir=snakemake.output.folder, reward_name=w.reward,
     rewards=snakemake.config["rewards"], seed=snakemake.params.seed, device=device,
@@ -15,3 +16,6 @@ diffing_job(
     sae_dirs={int(k[4:]): inp[k] for k in inp.keys() if k.startswith("sae_")},
     crosscoder_dirs={int(k[11:]): inp[k] for k in inp.keys() if k.startswith("crosscoder_")},
 )
+# beside the method's files: the readout per block (methods with a depth profile, given a truth)
+plot_depth_profile(report, f"{snakemake.output.folder}/depth_profile.png",
+                   title=f"{w.method} on {w.reward}: readout of the difference after each block")
