@@ -349,6 +349,12 @@ def diffing_corpus(wildcards):
     return rules.rl_eval.output.table.format(run=wildcards.run, reward=wildcards.reward) if source == "rl_eval" else source
 
 
+def diffing_truth(reward):
+    """The reward whose per-word values are the diffing truth (and the steering overseer): the gold reward (rl.gold,
+    the overseer a learned reward model imitates) when the run names one, else the trained reward itself."""
+    return GOLD or reward
+
+
 def diffing_inputs(wildcards):
     """What the method reads from earlier stages (registry.needs): layers, stores, base SAEs, crosscoders."""
     need = _diffing_needs(wildcards.method)

@@ -9,14 +9,15 @@ rule diffing:
         base=model_dir(),
         policy=rules.rl.output.policy,
         corpus=diffing_corpus,
-        learned=lambda wildcards: learned_reward_inputs(wildcards.reward),
+        learned=lambda wildcards: learned_reward_inputs(diffing_truth(wildcards.reward)),
     output:
         folder=directory("results/{run}/diffing/{reward}/{method}"),
     params:
         corpus=result_settings("diffing.corpus", config["diffing"]["corpus"]),
         readout=config["diffing"]["readout"],
         method=lambda wildcards: config["diffing"].get(wildcards.method) or {},
-        reward=lambda wildcards: config["rewards"][wildcards.reward],  # the truth and the steering overseer
+        truth=lambda wildcards: diffing_truth(wildcards.reward),
+        truth_spec=lambda wildcards: config["rewards"][diffing_truth(wildcards.reward)],
         seed=config["seed"],
     log:
         "logs/{run}/diffing/{reward}/{method}.log",

@@ -9,7 +9,8 @@ device = start_job(snakemake.log[0], snakemake.threads, snakemake.config["device
 inp, w = snakemake.input, snakemake.wildcards
 report = diffing_job(
     base_dir=inp.base, policy_dir=inp.policy, corpus_path=inp.corpus, method=w.method,
-    settings=diffing_settings(snakemake.config, w.method), out_dir=snakemake.output.folder, reward_name=w.reward,
+    settings=diffing_settings(snakemake.config, w.method), out_dir=snakemake.output.folder,
+    reward_name=snakemake.params.truth,  # rl.gold when set, else the trained reward
     rewards=snakemake.config["rewards"], seed=snakemake.params.seed, device=device,
     layers_json=inp.get("layers"),
     stores={role: inp[f"store_{role}"] for role in ("base", "rlhf") if f"store_{role}" in inp.keys()},
