@@ -40,7 +40,7 @@ TOP_WORDS = 30
 class ReadoutConfig:
     """How the readouts are resampled (``diffing.readout``)."""
 
-    n_boot: int = 500
+    n_boot: int = 1000
     """Bootstrap resamples of the units (prompt groups or seeds) for every metric's CI."""
     n_perm: int = 1000
     """Permutations of the truth for Spearman's null."""
