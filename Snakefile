@@ -27,6 +27,7 @@ include: "rules/autointerp.smk"
 include: "rules/sarm.smk"
 include: "rules/shaping.smk"
 include: "rules/r2m.smk"
+include: "rules/diffing.smk"
 include: "rules/report.smk"
 include: "rules/rm_report.smk"
 
@@ -39,6 +40,7 @@ wildcard_constraints:
     role="base|rlhf",
     layer="[0-9]+",
     size="(relu|topk)_[0-9]+x(_seed[0-9]+)?",
+    method="[a-z_][a-z0-9_]*",
 
 
 check_rule_overrides([r.name for r in workflow.rules])

@@ -18,6 +18,7 @@ try:
     from rlhf_lens.config import (ConfigError, _built_paths, interpreted_rewards, plain_rm_config,
                                   preferences_config, preferences_enabled, r2m_arms, reward_params, rl_settings,
                                   rule_resources, trained_rewards, validate_config)
+    from rlhf_lens.diffing.registry import available as _diffing_available, needs as _diffing_needs
     from rlhf_lens.rewards.planted_tables import is_planted, table_file, table_path
     from rlhf_lens.rl.algorithm import algorithm_settings
 except ImportError as _err:  # the package is installed (editable) by `make setup` and by envs/rlhf_lens.yaml
@@ -84,6 +85,8 @@ NOT_RESULT_KEYS = {
     "sarm": ("forward_batch_size",),
     # the plain reward model: how often it checkpoints, texts per scoring forward pass
     "plain_rm": ("checkpoint_every", "score_batch_size"),
+    # texts per forward pass of the diffing methods (right padding under an attention mask)
+    "diffing.corpus": ("batch_size",),
 }
 
 
@@ -258,6 +261,8 @@ def summary_inputs(wildcards):
             f"{reward}_stats": rules.scoring.output.stats.format(run=w.run, reward=reward),
             f"{reward}_sae": sae_folders(w),
             f"{reward}_autointerp": autointerp_tables(w),
+            **{f"{reward}_diffing_{m}": rules.diffing.output.folder.format(run=w.run, reward=reward, method=m)
+               for m in DIFFING_METHODS},
         })
     return inputs
 
@@ -333,6 +338,49 @@ def crosscoder_folders(wildcards):
         folders[f"real_{layer}"] = rules.crosscoder.output.folder.format(**w)
         folders[f"null_{layer}"] = rules.crosscoder_null.output.folder.format(**w)
     return folders
+
+
+# --------------------------------------------------------------------------- diffing
+
+DIFFING_METHODS = [m for m in config["diffing"]["methods"] if _diffing_available(m)]
+_skipped = [m for m in config["diffing"]["methods"] if m not in DIFFING_METHODS]
+if _skipped:
+    print(f"rlhf-lens: diffing method(s) {', '.join(_skipped)} registered but not in this checkout: skipped",
+          file=sys.stderr)
+
+
+def diffing_corpus(wildcards):
+    """The context corpus: rule rl_eval's sample table (source rl_eval) or the configured file."""
+    source = config["diffing"]["corpus"]["source"]
+    return rules.rl_eval.output.table.format(run=wildcards.run, reward=wildcards.reward) if source == "rl_eval" else source
+
+
+def diffing_truth(reward):
+    """The reward whose per-word values are the diffing truth (and the steering overseer): the gold reward (rl.gold,
+    the overseer a learned reward model imitates) when the run names one, else the trained reward itself."""
+    return GOLD or reward
+
+
+def diffing_inputs(wildcards):
+    """What the method reads from earlier stages (registry.needs): layers, stores, base SAEs, crosscoders,
+    the policy's autointerp tables."""
+    need = _diffing_needs(wildcards.method)
+    w = dict(run=wildcards.run, reward=wildcards.reward)
+    inputs = {}
+    if need & {"layers", "stores", "saes", "crosscoders", "autointerp"}:
+        inputs["layers"] = rules.divergence.output.layers.format(**w)
+    if "stores" in need:
+        inputs.update({f"store_{role}": rules.activations.output.store.format(role=role, **w) for role in ROLES})
+    if "saes" in need:
+        inputs.update({f"sae_{layer}": sae_dir(small_dictionary(), role="base", layer=layer, **w)
+                       for layer in selected_layers(wildcards)})
+    if "crosscoders" in need:
+        inputs.update({f"crosscoder_{layer}": rules.crosscoder.output.folder.format(layer=layer, **w)
+                       for layer in selected_layers(wildcards)})
+    if "autointerp" in need:  # the paper's chain: the policy SAE's explained features per studied block
+        inputs.update({f"autointerp_{layer}": rules.autointerp.output.table.format(role="rlhf", layer=layer, **w)
+                       for layer in selected_layers(wildcards)})
+    return inputs
 
 
 # --------------------------------------------------------------------------- learned reward models

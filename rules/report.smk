@@ -39,6 +39,7 @@ rule summary:
         summary="results/{run}/summary.md",
     params:
         rewards=INTERPRETED,
+        diffing_methods=DIFFING_METHODS,
     log:
         "logs/{run}/summary.log",
     threads: 1

@@ -14,6 +14,10 @@ from rlhf_lens.autointerp.examples import ExampleConfig
 from rlhf_lens.autointerp.simulate import SimulationConfig
 from rlhf_lens.autointerp.stage import AutointerpConfig
 from rlhf_lens.config import validate_config
+from rlhf_lens.diffing.activation_lens import ActivationLensConfig
+from rlhf_lens.diffing.base import CorpusConfig
+from rlhf_lens.diffing.logit_shift import LogitShiftConfig
+from rlhf_lens.diffing.stage import ReadoutConfig
 from rlhf_lens.data.prompts import PromptsConfig
 from rlhf_lens.features import FeaturesConfig
 from rlhf_lens.reward_models.sarm import SARMConfig
@@ -45,6 +49,10 @@ MIRRORS = [
     (PlainRMConfig, DEFAULTS["plain_rm"]),
     (ShapingConfig, DEFAULTS["rl"]["shaping"]),
     (StudyConfig, DEFAULTS["rl"]["shaping"]["study"]),
+    (CorpusConfig, DEFAULTS["diffing"]["corpus"]),
+    (ReadoutConfig, DEFAULTS["diffing"]["readout"]),
+    (LogitShiftConfig, DEFAULTS["diffing"]["logit_shift"]),
+    (ActivationLensConfig, DEFAULTS["diffing"]["activation_lens"]),
 ]
 
 

@@ -120,6 +120,7 @@ NOT_RESULT_CHANGES = {
     "autointerp.cache_dir": "other_llm_cache",
     "rl.ppo.checkpoint_every": 0,
     "rl.ppo.keep_checkpoints": True,
+    "diffing.corpus.batch_size": 3,
 }
 
 

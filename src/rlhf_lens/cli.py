@@ -1,8 +1,6 @@
 """Command line: ``rlhf-lens --help``.
 
 The workflow is run with Snakemake (``snakemake --profile profiles/default``); this command
-covers what people do outside it: check a config, read the config reference, prepare a model,
-print the machine's description (``env``) and render the measured results from their records (``results``).
 """
 
 from __future__ import annotations
@@ -82,6 +80,19 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("--name", required=True, help="record name: docs/results/records/NAME.json")
     p_run.add_argument("--run-command", default="make run", help="the command that ran it (default: make run)")
     p_run.add_argument("--root", default=".", help="repository root (default: the current folder)")
+    p_diff = sub.add_parser("diff", help="read what fine-tuning changed between any two models (no RL): each corpus "
+                                         "method's recovered word table, depth profile and, given a truth, readout")
+    p_diff.add_argument("--base", required=True, help="base model: a Hugging Face folder (or a hub id when online)")
+    p_diff.add_argument("--policy", required=True, help="fine-tuned model, loadable like the base (same tokenizer)")
+    p_diff.add_argument("--corpus", required=True, help=".txt (one text a line), .parquet, .csv or .jsonl of texts")
+    p_diff.add_argument("--text-column", default="text", help="column of the texts in a table corpus (default: text)")
+    p_diff.add_argument("--table", help="optional truth: vader or a word,utility CSV (also the steering overseer)")
+    p_diff.add_argument("--methods", help="comma-separated methods (default: the config's methods that need only "
+                                          "the two models and the corpus)")
+    p_diff.add_argument("--config", help="config file whose diffing: section sets the methods' keys (default: the "
+                                         "schema's defaults)")
+    p_diff.add_argument("--device", default="auto", help="auto, cpu, cuda, ... (default: auto)")
+    p_diff.add_argument("--out", required=True, help="output folder: one subfolder per method")
     args = parser.parse_args(argv)
 
     if args.command == "validate":
@@ -125,7 +136,49 @@ def main(argv: list[str] | None = None) -> int:
         prepare_model(ModelConfig(name=Path(args.out).name, spec=args.spec, dtype=args.dtype,
                                   trust_remote_code=args.trust_remote_code), args.out)
         return 0
+    if args.command == "diff":
+        return _diff(args)
     return 2  # unreachable: argparse requires a command
+
+
+def _diff(args) -> int:
+    """``rlhf-lens diff``: run the corpus-based diffing methods on two given models."""
+    import dataclasses
+
+    from .config import diffing_settings, validate_config
+    from .devices import pick_device
+    from .diffing.registry import available, needs
+    from .diffing.stage import diffing_job
+    from .logs import setup_logging
+
+    setup_logging()
+    try:
+        cfg = load_config(args.config) if args.config else validate_config({})
+    except (ConfigError, FileNotFoundError) as exc:
+        print(f"rlhf-lens: {exc}", file=sys.stderr)
+        return 1
+    methods = args.methods.split(",") if args.methods else [m for m in cfg["diffing"]["methods"]
+                                                           if available(m) and not needs(m)]
+    bad = [m for m in methods if not available(m) or needs(m)]
+    if bad:
+        print(f"rlhf-lens: diff runs methods that need only two models and a corpus; {', '.join(bad)} "
+              "is not one of them (or not in this checkout): run it in the workflow", file=sys.stderr)
+        return 1
+    rewards = {"truth": {"type": "utility_table", "table": args.table}} if args.table else {}
+    device = pick_device(args.device)
+    for method in methods:
+        settings = diffing_settings(cfg, method)
+        corpus = dataclasses.replace(settings.corpus, source=args.corpus, text_column=args.text_column)
+        report = diffing_job(base_dir=args.base, policy_dir=args.policy, corpus_path=args.corpus, method=method,
+                             settings=dataclasses.replace(settings, corpus=corpus), out_dir=Path(args.out) / method,
+                             reward_name="truth" if args.table else None, rewards=rewards, device=device)
+        line = f"{method}: {Path(args.out) / method}"
+        if "readout" in report:
+            m = report["readout"]["metrics"]
+            line += (f"  Spearman {m['spearman']['value']}, precision@50 {m['precision@50']['value']} "
+                     f"(base rate {report['readout']['base_rate']:.3f}), AUROC {m['auroc']['value']}")
+        print(line)
+    return 0
 
 
 if __name__ == "__main__":

@@ -187,6 +187,7 @@ def _interp_problems(config: dict) -> list[str]:
             problems.append(f"key 'activations.corpus' has value {corpus!r}: that file does not exist")
     problems += _sae_kind_problems(config["sae"]["kinds"])
     problems += _crosscoder_kind_problems(config["crosscoder"]["kind"])
+    problems += _diffing_problems(config["diffing"])
     if config["seed"] in config["sae"]["baseline_seeds"]:
         problems.append(f"key 'sae.baseline_seeds' has value {config['sae']['baseline_seeds']!r}: expected seeds other "
                         f"than the run's seed ({config['seed']}), or the baseline SAE is the same SAE")
@@ -201,6 +202,19 @@ def _sae_kind_problems(kinds: list[str]) -> list[str]:
     known = architectures()
     return [f"key 'sae.kinds' has value {kind!r}: expected one of {', '.join(known)} (the registered SAE architectures)"
             for kind in kinds if kind not in known]
+
+
+def _diffing_problems(diffing: dict) -> list[str]:
+    """``diffing.methods`` against the diffing registry (torch-free: names only), and a corpus file that must exist."""
+    from .diffing.registry import methods
+
+    known = methods()
+    problems = [f"key 'diffing.methods' has value {name!r}: expected one of {', '.join(known)} (the registered "
+                "diffing methods)" for name in diffing["methods"] if name not in known]
+    source = diffing["corpus"]["source"]
+    if source != "rl_eval" and not Path(source).expanduser().is_file():
+        problems.append(f"key 'diffing.corpus.source' has value {source!r}: expected rl_eval or an existing text file")
+    return problems
 
 
 def _crosscoder_kind_problems(kind: str) -> list[str]:
@@ -642,6 +656,17 @@ def rule_resources(config: dict, rule: str) -> Resources:
         base["threads"] = config["resources"]["fanout_threads"]
     base.update(config["resources"].get("per_rule", {}).get(rule, {}))
     return _pick(Resources, base)
+
+
+def diffing_settings(config: dict, method: str):
+    """Typed view of ``diffing:`` for one method (rlhf_lens.diffing.stage.StageSettings): the corpus, the readout
+    and the method's own keys (``diffing.<method>``)."""
+    from .diffing.base import CorpusConfig
+    from .diffing.stage import ReadoutConfig, StageSettings
+
+    d = config["diffing"]
+    return StageSettings(corpus=_pick(CorpusConfig, d["corpus"]), readout=_pick(ReadoutConfig, d["readout"]),
+                         method=dict(d.get(method) or {}))
 
 
 def activations_config(config: dict):

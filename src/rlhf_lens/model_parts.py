@@ -2,14 +2,19 @@
 
 Transformer blocks (``find_blocks``), the module whose output is a hook site (``site_module``), a
 module output's hidden-state tensor and its replacement (``output_tensor``, ``replace_output``),
-the padding id used for batching (``pad_token_id``), and each vocabulary token's text
-(``token_texts``). Works for the Llama (SmolLM2), GPT-NeoX (Pythia) and GPT-2 families and any
+the padding id used for batching (``pad_token_id``), each vocabulary token's text
+(``token_texts``), and the way from a residual-stream direction to the logits it promotes
+(``final_norm``, ``direction_logits``). Works for the Llama (SmolLM2), GPT-NeoX (Pythia) and GPT-2 families and any
 model whose blocks are a ``ModuleList`` of ``num_hidden_layers`` modules. Nothing here loads a model.
 """
 
 from __future__ import annotations
 
+import logging
+
 import torch
+
+log = logging.getLogger(__name__)
 
 SITES = ("mlp_out", "resid_post")
 """Hook sites: mlp_out (a block's MLP output, before the residual add) and resid_post (the block's output)."""
@@ -85,3 +90,50 @@ def token_texts(tokenizer) -> list[str]:
     """Every vocabulary token's text as it reads in a document (" great", not the piece "Ġgreat"), so
     a document's token texts concatenate back to its text, for explainers and the utility scores."""
     return tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
+
+
+_FINAL_NORMS = ("norm", "final_layer_norm", "final_layernorm", "ln_f")
+
+
+def final_norm(model):
+    """The norm module applied just before the unembedding, or None if the model has none.
+
+    Llama/SmolLM2/Mistral/Qwen call it ``norm``, GPT-NeoX/Pythia ``final_layer_norm``, Phi
+    ``final_layernorm``, GPT-2/Falcon ``ln_f``; OPT keeps it under ``decoder``.
+    """
+    base = model.base_model
+    for owner in (base, getattr(base, "decoder", None)):
+        for name in _FINAL_NORMS:
+            module = getattr(owner, name, None) if owner is not None else None
+            if isinstance(module, torch.nn.Module) and getattr(module, "weight", None) is not None:
+                return module
+    return None
+
+
+def direction_logits(directions: torch.Tensor, model, vocab_size: int | None = None) -> torch.Tensor:
+    """(m, vocab) float32: the logits that each residual-stream direction (m, d) adds, read through the
+    model's final norm and unembedding (a logit lens on directions).
+
+    The norm's division by the token's RMS/std is one positive scalar per vector, so it cannot change
+    which tokens rank highest, and is left out; its elementwise weight rescales each dimension
+    differently, so it is applied. LayerNorm (GPT-NeoX, GPT-2) also subtracts the mean over dimensions,
+    so the direction is centred first; its bias (and the lm_head's) adds the same logits whatever the
+    direction, so both are left out. ``vocab_size`` cuts an lm_head padded past the tokenizer's
+    vocabulary (those rows are no tokens).
+    """
+    unembed = model.get_output_embeddings()
+    if unembed is None:
+        raise ValueError(f"{type(model).__name__} has no output embedding (get_output_embeddings() is None): "
+                         "a direction's logits need a causal LM with an lm_head")
+    with torch.no_grad():
+        out = directions.detach().float()
+        norm = final_norm(model)
+        if norm is None:
+            log.warning("%s: no final norm found (looked for %s); using the raw directions",
+                        type(model).__name__, ", ".join(_FINAL_NORMS))
+        else:
+            if isinstance(norm, torch.nn.LayerNorm):
+                out = out - out.mean(dim=1, keepdim=True)
+            out = out * norm.weight.detach().float()
+        logits = out @ unembed.weight.detach().float().T
+    return logits[:, :vocab_size] if vocab_size is not None else logits

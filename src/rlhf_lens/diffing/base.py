@@ -32,13 +32,24 @@ class MethodResult:
     latents: pd.DataFrame | None = None
     """Dictionary methods: one row per latent (latent, change, top_tokens, decoded_words, token_utility, ...)."""
     extra: dict[str, Any] = field(default_factory=dict)
-    """Anything else worth saving as JSON beside the tables (e.g. a depth profile, a steering check)."""
+    """Anything else worth saving as JSON beside the tables (e.g. a steering check)."""
+    variants: dict[str, np.ndarray] = field(default_factory=dict)
+    """Other scores of the same method, name -> (n_units, vocab_size) like ``token_scores`` (e.g. logit_shift's
+    top-k count, the activation lens read through the other model): each becomes a column of words.parquet and
+    gets its own readout with CIs."""
+    depth_profile: dict[int, np.ndarray] = field(default_factory=dict)
+    """Block (0-based) -> (vocab_size,) the method's score read at that block (no units: point readouts only)."""
 
     def __post_init__(self) -> None:
         scores = np.asarray(self.token_scores, dtype=np.float64)
         if scores.ndim != 2 or scores.shape[0] < 1:
             raise ValueError(f"token_scores must be (n_units >= 1, vocab_size); got shape {scores.shape}")
         self.token_scores = scores
+        for name, v in self.variants.items():
+            v = np.asarray(v, dtype=np.float64)
+            if v.shape != scores.shape:
+                raise ValueError(f"variant {name!r} has shape {v.shape}; token_scores have {scores.shape}")
+            self.variants[name] = v
 
     @property
     def mean_scores(self) -> np.ndarray:
@@ -53,6 +64,24 @@ class DiffingMethod(Protocol):
     config_class: ClassVar[type]
 
     def run(self, ctx: Any, cfg: Any) -> MethodResult: ...
+
+
+@dataclass(frozen=True)
+class CorpusConfig:
+    """Which texts the corpus-based methods read (``diffing.corpus``)."""
+
+    source: str = "rl_eval"
+    """rl_eval (the base model's held-out completions from the reward's eval table) or a .parquet/.csv/.jsonl/.txt file."""
+    text_column: str = "text"
+    """Column holding the text when ``source`` is a table file."""
+    max_texts: int = 192
+    """Use at most this many texts (rl_eval: prompts in a seeded order, whole prompt groups first)."""
+    max_length: int = 96
+    """Tokens per text (prompt included); longer texts are cut."""
+    leave_out_prompt: bool = True
+    """Methods that average over positions leave out the positions inside the prompt."""
+    batch_size: int = 8
+    """Texts per forward pass (full-vocabulary log-probs of a batch are held at once)."""
 
 
 @dataclass
@@ -70,6 +99,8 @@ class DiffContext:
     corpus: pd.DataFrame
     """Context corpus: columns ``text`` (str), ``group`` (int, the independent prompt group) and
     ``prompt_chars`` (int, length of the leading prompt in ``text``; 0 where there is none)."""
+    corpus_cfg: CorpusConfig = field(default_factory=CorpusConfig)
+    """How the corpus is tokenized and batched, and whether prompt positions count (``diffing.corpus``)."""
     layers: list[int] = field(default_factory=list)
     """Studied blocks (the divergence stage's top n), 0-based."""
     stores: dict[str, Path] = field(default_factory=dict)

@@ -17,6 +17,7 @@ import pandas as pd
 
 from ..atomic import atomic_file
 from ..scoring.config import MEASURES
+from .learned import learned_section, load_diffing
 from .tables import mmcs_vs_noise_floor, sae_metrics_table
 from .wording import (ALPHA, ci_label, effect_words, fmt, fmt_ci, fmt_p, is_number, is_significant, md_escape, md_table,
                       overlap_words)
@@ -44,13 +45,19 @@ class RewardResults:
     """Every autointerp/{reward}/{role}/layer{L}.parquet of the reward, concatenated."""
     stats: dict | None = None
     """The scoring stage's statistics JSON: table3, token_utility, unembed_utility, ci_level, ..."""
+    diffing: dict | None = None
+    """``learned.load_diffing`` of the reward's diffing folders (method -> top words, readout, extra); None
+    (``diffing.methods`` empty, or a caller that reads no diffing output) leaves the section out."""
+    run_dir: Path | None = None
+    """results/{run}/, so that images of the diffing folders are linked relative to summary.md."""
 
 
 def load_reward_results(reward: str, *, rl_eval=None, rl_metrics=None, layers=None, sae_metrics=(), features=None,
-                        autointerp=(), stats=None) -> RewardResults:
+                        autointerp=(), stats=None, diffing=None, run_dir=None) -> RewardResults:
     """Read a reward's files into ``RewardResults``; a path left None (or an empty list) stays None.
 
-    ``sae_metrics``: SAE metrics.json paths (or SAE folders); ``autointerp``: autointerp parquet paths.
+    ``sae_metrics``: SAE metrics.json paths (or SAE folders); ``autointerp``: autointerp parquet paths;
+    ``diffing``: method -> its diffing folder.
     """
     def read_json(path):
         return None if path is None else json.loads(Path(path).read_text())
@@ -63,7 +70,8 @@ def load_reward_results(reward: str, *, rl_eval=None, rl_metrics=None, layers=No
         reward=reward, rl_eval=read_json(rl_eval), rl_metrics=read_parquet(rl_metrics), layers=read_json(layers),
         sae=sae_metrics_table(sae_metrics) if sae_metrics else None, features=read_parquet(features),
         autointerp=pd.concat([pd.read_parquet(p) for p in autointerp], ignore_index=True) if autointerp else None,
-        stats=read_json(stats))
+        stats=read_json(stats), diffing=load_diffing(diffing) if diffing else None,
+        run_dir=Path(run_dir) if run_dir else None)
 
 
 def rl_section(rl_eval: dict | None, rl_metrics: pd.DataFrame | None) -> str:
@@ -225,7 +233,10 @@ def reward_section(r: RewardResults) -> str:
     method = (f"CIs: {ci_label(stats.get('ci_level'))}, bootstrap over features ({stats.get('n_boot')} resamples); "
               f"p-values: permutation test of base vs RLHF ({stats.get('n_permutations')} permutations)."
               if r.stats else "")
+    learned = ([("What the policy learned (model diffing against the reward's truth)",
+                 learned_section(r.diffing, r.run_dir))] if r.diffing else [])
     sections = [
+        *learned,
         ("RL: held-out reward, policy vs base", rl_section(r.rl_eval, r.rl_metrics)),
         ("Layers", layers_section(r.layers)),
         ("SAE quality", sae_section(r.sae)),

@@ -3,17 +3,14 @@ tokens its decoder direction promotes through the unembedding."""
 
 from __future__ import annotations
 
-import logging
 import re
 
 import numpy as np
 import pandas as pd
 import torch
 
-from ..model_parts import token_texts
+from ..model_parts import direction_logits, final_norm, token_texts  # noqa: F401 (final_norm: re-exported)
 from ..rewards.utility_table import words_with_spans
-
-log = logging.getLogger(__name__)
 
 # The prompt asks for answers that start "This feature fires on"; that frame is not the explanation's
 # content, and "fire" is itself in VADER (-1.4), so small explainers' "The feature fire on ..." would
@@ -85,24 +82,6 @@ def activation_weighted_utility(sae, x, token_util: np.ndarray, batch_size: int 
         return np.where(total > 0, weighted / total, np.nan), counts
 
 
-_FINAL_NORMS = ("norm", "final_layer_norm", "final_layernorm", "ln_f")
-
-
-def final_norm(model):
-    """The norm module applied just before the unembedding, or None if the model has none.
-
-    Llama/SmolLM2/Mistral/Qwen call it ``norm``, GPT-NeoX/Pythia ``final_layer_norm``, Phi
-    ``final_layernorm``, GPT-2/Falcon ``ln_f``; OPT keeps it under ``decoder``.
-    """
-    base = model.base_model
-    for owner in (base, getattr(base, "decoder", None)):
-        for name in _FINAL_NORMS:
-            module = getattr(owner, name, None) if owner is not None else None
-            if isinstance(module, torch.nn.Module) and getattr(module, "weight", None) is not None:
-                return module
-    return None
-
-
 def vocab_utilities(tokenizer, table: dict[str, float]) -> np.ndarray:
     """(vocab,) utility of every token read as one word."""
     return np.array([word_utility(t, table) for t in token_texts(tokenizer)])
@@ -112,28 +91,9 @@ def unembed_utility(atoms: torch.Tensor, model, vocab_util: np.ndarray, top_n: i
     """(m,) mean utility of the ``top_n`` tokens each decoder atom (m, d) promotes most.
 
     A direction added to the residual stream reaches the logits through the final norm and the
-    unembedding (m, d) -> (m, vocab). The norm's division by the token's RMS/std is one positive
-    scalar per token, so it cannot change which tokens rank highest, and is left out; its
-    elementwise weight rescales each dimension differently, so it is applied. LayerNorm (GPT-NeoX,
-    GPT-2) also subtracts the mean over dimensions, so the direction is centred first; its bias
-    adds the same logits whatever the feature, so it is left out too.
+    unembedding (m, d) -> (m, vocab): ``model_parts.direction_logits`` says which parts of the norm apply.
     """
-    unembed = model.get_output_embeddings()
-    if unembed is None:
-        raise ValueError(f"{type(model).__name__} has no output embedding (get_output_embeddings() is None): "
-                         "the unembedding utility needs a causal LM with an lm_head")
+    logits = direction_logits(atoms, model, vocab_size=len(vocab_util))
     with torch.no_grad():
-        directions = atoms.detach().float()
-        norm = final_norm(model)
-        if norm is None:
-            log.warning("%s: no final norm found (looked for %s); using the raw decoder directions",
-                        type(model).__name__, ", ".join(_FINAL_NORMS))
-        else:
-            if isinstance(norm, torch.nn.LayerNorm):
-                directions = directions - directions.mean(dim=1, keepdim=True)
-            directions = directions * norm.weight.detach().float()
-        logits = directions @ unembed.weight.detach().float().T  # (m, vocab)
-        # The lm_head may be padded past the tokenizer's vocabulary; those rows are no tokens.
-        logits = logits[:, : len(vocab_util)]
         top = logits.topk(min(top_n, logits.shape[1]), dim=1).indices.numpy()
     return vocab_util[top].mean(axis=1)
