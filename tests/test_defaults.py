@@ -16,6 +16,10 @@ from rlhf_lens.autointerp.stage import AutointerpConfig
 from rlhf_lens.config import validate_config
 from rlhf_lens.diffing.activation_lens import ActivationLensConfig
 from rlhf_lens.diffing.base import CorpusConfig
+from rlhf_lens.diffing.crosscoder import CrosscoderMethodConfig
+from rlhf_lens.diffing.diff_sae import DiffSAEConfig
+from rlhf_lens.diffing.paper import PaperConfig
+from rlhf_lens.diffing.sae_shift import SAEShiftConfig
 from rlhf_lens.diffing.logit_shift import LogitShiftConfig
 from rlhf_lens.diffing.stage import ReadoutConfig
 from rlhf_lens.data.prompts import PromptsConfig
@@ -53,6 +57,10 @@ MIRRORS = [
     (ReadoutConfig, DEFAULTS["diffing"]["readout"]),
     (LogitShiftConfig, DEFAULTS["diffing"]["logit_shift"]),
     (ActivationLensConfig, DEFAULTS["diffing"]["activation_lens"]),
+    (SAEShiftConfig, DEFAULTS["diffing"]["sae_shift"]),
+    (DiffSAEConfig, DEFAULTS["diffing"]["diff_sae"]),
+    (CrosscoderMethodConfig, DEFAULTS["diffing"]["crosscoder"]),
+    (PaperConfig, DEFAULTS["diffing"]["paper"]),
 ]
 
 

@@ -26,6 +26,7 @@ import pandas as pd
 
 from ..atomic import atomic_dir
 from .base import CorpusConfig, DiffContext, MethodResult
+from .dictionary_readout import latent_token_utility
 from .readouts import point_metrics, readout
 from .registry import get_method_class
 from .truth import Truth
@@ -66,7 +67,7 @@ def method_config(name: str, settings: dict[str, Any] | None = None):
     unknown = sorted(set(settings) - known)
     if unknown:
         raise ValueError(f"diffing.{name}: unknown key(s) {', '.join(unknown)}; expected {', '.join(sorted(known))}")
-    return cls(**settings)
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()})  # YAML lists
 
 
 def words_table(result: MethodResult, vocab: pd.DataFrame, truth: Truth | None = None) -> pd.DataFrame:
@@ -112,7 +113,12 @@ def write_outputs(result: MethodResult, method: str, vocab: pd.DataFrame, truth:
     with atomic_dir(out_dir) as tmp:
         words_table(result, vocab, truth).to_parquet(tmp / "words.parquet", index=False)
         if result.latents is not None:
-            result.latents.to_parquet(tmp / "latents.parquet", index=False)
+            latents = result.latents
+            if truth is not None and "decoded_ids" in latents.columns:  # each card's decoded tokens' mean truth
+                token_truth = np.zeros(result.token_scores.shape[1])
+                token_truth[truth.frame["token_id"].to_numpy()] = truth.frame["value"].to_numpy()
+                latents = latents.assign(token_utility=latent_token_utility(latents, token_truth))
+            latents.to_parquet(tmp / "latents.parquet", index=False)
         (tmp / "readout.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
         (tmp / "extra.json").write_text(json.dumps(result.extra, indent=2, sort_keys=True, default=str) + "\n")
     return report
