@@ -314,6 +314,18 @@ def calibration_inputs(wildcards):
     return inputs
 
 
+def calibration_recovery_inputs(wildcards):
+    """For each reward of calibration.rewards, its eval summary and every diffing method's folder; keys are
+    {reward}_rl_eval and {reward}_diffing_{method}."""
+    inputs = {}
+    for reward in config["calibration"]["rewards"]:
+        inputs[f"{reward}_rl_eval"] = rules.rl_eval.output.summary.format(run=wildcards.run, reward=reward)
+        for method in DIFFING_METHODS:
+            inputs[f"{reward}_diffing_{method}"] = rules.diffing.output.folder.format(run=wildcards.run, reward=reward,
+                                                                                     method=method)
+    return inputs
+
+
 def crosscoder_train_settings():
     """The crosscoder: keys that change a trained crosscoder (the switch and the autointerp count do not)."""
     return {k: v for k, v in config["crosscoder"].items() if k not in ("enabled", "explain_latents")}

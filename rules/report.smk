@@ -82,3 +82,36 @@ rule calibration:
 
 if config["calibration"]["rewards"]:
     ALL_TARGETS += expand(rules.calibration.output.md, run=RUN)
+
+
+rule calibration_recovery:
+    """Per calibration arm and diffing method, the readout against the arm's own table (and, for the shuffled
+    null, against VADER) beside its reward gain: a table and a dose-response figure, nulls marked."""
+    input:
+        unpack(calibration_recovery_inputs),
+    output:
+        table="results/{run}/calibration/recovery.parquet",
+        md=report("results/{run}/calibration/recovery.md", category="calibration",
+                  labels={"what": "recovery by the diffing methods: table"}),
+        figure=report("results/{run}/calibration/recovery.png", category="calibration",
+                      labels={"what": "recovery by the diffing methods: figure"}),
+    params:
+        rewards=config["calibration"]["rewards"],
+        methods=DIFFING_METHODS,
+        # the table each arm was trained on: a vader_shuffled arm is also scored against VADER (the null)
+        tables={r: config["rewards"][r].get("table") for r in config["calibration"]["rewards"]},
+        seed=config["seed"],
+    log:
+        "logs/{run}/calibration_recovery.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/rlhf_lens.yaml"
+    script:
+        "../workflow_scripts/calibration_recovery.py"
+
+
+if config["calibration"]["rewards"] and DIFFING_METHODS:
+    ALL_TARGETS += expand(rules.calibration_recovery.output.md, run=RUN)

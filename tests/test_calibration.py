@@ -123,3 +123,14 @@ def test_the_calibration_config_plans_its_policies_and_the_table(tmp_path):
     assert "rule calibration:" in out or "localrule calibration:" in out
     assert "results/calibration/calibration/table.md" in out
     assert "results/calibration/crosscoder/kl005/utility.json" in out  # crosscoders run in the calibration
+    # the recovery: every arm's diffing folders (each default method) -> recovery table and figure
+    assert "rule calibration_recovery:" in out or "localrule calibration_recovery:" in out
+    for what in ("recovery.md", "recovery.png", "recovery.parquet"):
+        assert f"results/calibration/calibration/{what}" in out
+    from rlhf_lens.diffing.registry import available
+
+    methods = [m for m in cfg["diffing"]["methods"] if available(m)]
+    assert methods, cfg["diffing"]["methods"]
+    for reward in ("kl020", "kl005", "secret", "shuffled"):
+        for method in methods:
+            assert f"results/calibration/diffing/{reward}/{method}" in out
