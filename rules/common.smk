@@ -326,6 +326,12 @@ def calibration_recovery_inputs(wildcards):
     return inputs
 
 
+def learned_report_inputs(wildcards):
+    """One reward's diffing folders, keyed by method."""
+    return {m: rules.diffing.output.folder.format(run=wildcards.run, reward=wildcards.reward, method=m)
+            for m in DIFFING_METHODS}
+
+
 def crosscoder_train_settings():
     """The crosscoder: keys that change a trained crosscoder (the switch and the autointerp count do not)."""
     return {k: v for k, v in config["crosscoder"].items() if k not in ("enabled", "explain_latents")}

@@ -56,6 +56,40 @@ ALL_TARGETS += expand(rules.summary.output.summary, run=RUN)
 ALL_TARGETS += expand(rules.report_assets.output.cards, run=RUN, reward=INTERPRETED)
 
 
+# The report opens with what the policy learned (report/workflow.rst): the category name is also what the
+# report's menu lists, alphabetically.
+LEARNED = "What the policy learned"
+
+
+rule learned_report:
+    """Per reward, the diffing readouts for the report: one row per method (every metric with its CI, the base
+    rate, the top words) and each method's depth profile (methods that have one)."""
+    input:
+        unpack(learned_report_inputs),
+    output:
+        table=report("results/{run}/report/{reward}/learned.csv", category=LEARNED, subcategory="{reward}",
+                     labels={"reward": "{reward}", "what": "readout per method"}),
+        depth=report(directory("results/{run}/report/{reward}/depth_profiles"), patterns=["{method}.png"],
+                     category=LEARNED, subcategory="{reward}",
+                     labels={"reward": "{reward}", "what": "depth profile: {method}"}),
+    params:
+        methods=DIFFING_METHODS,
+    log:
+        "logs/{run}/report/{reward}_learned.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/rlhf_lens.yaml"
+    script:
+        "../workflow_scripts/learned_report.py"
+
+
+if DIFFING_METHODS:
+    ALL_TARGETS += expand(rules.learned_report.output.table, run=RUN, reward=INTERPRETED)
+
+
 rule calibration:
     """Reward gain next to every measure of the method, one row per reward strength (calibration.rewards)."""
     input:

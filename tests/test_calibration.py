@@ -134,3 +134,4 @@ def test_the_calibration_config_plans_its_policies_and_the_table(tmp_path):
     for reward in ("kl020", "kl005", "secret", "shuffled"):
         for method in methods:
             assert f"results/calibration/diffing/{reward}/{method}" in out
+        assert f"results/calibration/report/{reward}/learned.csv" in out

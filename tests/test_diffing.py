@@ -249,3 +249,32 @@ def test_summary_section_lists_the_readout_top_words_and_depth_profile(tmp_path,
     assert "](diffing/planted/activation_lens/depth_profile.png)" in text and "+0.5 [0.2, 0.8]" in text
     summary = summary_markdown("run", [RewardResults(reward="planted", diffing=diffing)])
     assert summary.index("What the policy learned") < summary.index("RL: held-out reward")
+
+
+def test_report_items_are_the_readout_per_method_and_each_depth_profile(tmp_path, vocab):
+    """report.learned's Snakemake-report items for one reward: a CSV row per method with the readout, top words
+    marked by the truth, and a depth_profiles folder holding a PNG for the methods that have a profile only."""
+    from rlhf_lens.diffing.base import MethodResult
+    from rlhf_lens.diffing.stage import write_outputs
+    from rlhf_lens.report.learned import learned_report_assets, plot_depth_profile
+
+    truth = table_truth({w: 3.0 for w in PLANTED} | {"boring": -2.0}, vocab)
+    n_vocab = int(vocab["token_id"].max()) + 1
+    scores = np.random.default_rng(0).normal(0, 0.1, (4, n_vocab))
+    scores[:, vocab.set_index("word").loc[PLANTED, "token_id"].to_numpy()] += 5.0
+    folders = {}
+    for method, profile in (("logit_shift", {}), ("activation_lens", {0: scores.mean(0), 1: scores.mean(0)})):
+        folders[method] = tmp_path / "diffing" / method
+        report = write_outputs(MethodResult(token_scores=scores, unit="prompt_group", depth_profile=profile), method,
+                               vocab, truth, folders[method], READOUT)
+        assert plot_depth_profile(report, folders[method] / "depth_profile.png") == bool(profile)
+    frame = learned_report_assets(folders, tmp_path / "report/learned.csv", tmp_path / "report/depth_profiles")
+    csv = pd.read_csv(tmp_path / "report/learned.csv")
+    assert csv["method"].tolist() == ["logit_shift", "activation_lens"] == frame["method"].tolist()
+    assert csv["recall@50"].tolist() == [1.0, 1.0] and csv["auroc"].tolist() == [1.0, 1.0]
+    assert csv["precision@20"].tolist() == [len(PLANTED) / 20] * 2
+    assert csv["base_rate"].tolist() == pytest.approx([len(PLANTED) / len(vocab)] * 2, rel=1e-3)
+    assert csv["unit"].eq("prompt_group").all() and csv["spearman_ci_low"].notna().all()
+    top = csv.loc[0, "top_words"].split(", ")
+    assert sorted(top[:len(PLANTED)]) == sorted(w + "+" for w in PLANTED) and not top[len(PLANTED)].endswith("+")
+    assert sorted(p.name for p in (tmp_path / "report/depth_profiles").iterdir()) == ["activation_lens.png"]

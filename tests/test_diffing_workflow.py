@@ -8,6 +8,7 @@ its path.
 from __future__ import annotations
 
 import json
+import shutil
 
 import pandas as pd
 import pytest
@@ -20,6 +21,7 @@ pytestmark = pytest.mark.workflow
 
 CONFIG = {
     "run": "tiny", "model": {"name": "tiny"}, "prompts": {"max_texts": 40},
+    "sae": {"k": 8},  # k <= d_model 32, or validation refuses it (the default k is sized for SmolLM2)
     "diffing": {"methods": ["logit_shift", "activation_lens"], "corpus": {"max_texts": 8, "max_length": 24},
                 "readout": {"n_boot": 50, "n_perm": 50},
                 "activation_lens": {"steer_prompts": 2, "steer_samples": 1, "steer_tokens": 4}},
@@ -77,9 +79,34 @@ def test_each_method_writes_its_table_and_readout(diffing_run, method):
 def test_default_dry_run_plans_only_available_methods(diffing_run):
     from rlhf_lens.diffing.registry import available
 
-    (diffing_run / "dry.yaml").write_text(yaml.safe_dump({**CONFIG, "diffing": {}, "model": {"name": "tiny"}}))
+    from rlhf_lens.config import validate_config
+
+    # the default methods named outright: an empty diffing section would keep the workdir's config.yaml's list
+    # (Snakemake merges --configfile into the Snakefile's configfile)
+    default = validate_config({})["diffing"]["methods"]
+    (diffing_run / "dry.yaml").write_text(yaml.safe_dump({**CONFIG, "diffing": {"methods": default},
+                                                          "model": {"name": "tiny"}}))
     proc = snakemake_helpers.snakemake("-n", "--configfile", "dry.yaml", "--rerun-triggers", "mtime",
                                        cwd=diffing_run)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for method in ("sae_shift", "diff_sae"):
         assert (f"diffing/utility/{method}" in proc.stdout) == available(method)
+
+
+def test_the_report_opens_with_what_the_policy_learned(diffing_run):
+    """Rule learned_report: the readout table and the depth profiles become the Snakemake report's items under
+    "What the policy learned" (one per method that has a profile)."""
+    target = "results/tiny/report/utility/learned.csv"
+    proc = snakemake(target, "--rerun-triggers", "mtime", cwd=diffing_run)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    table = pd.read_csv(diffing_run / target)
+    assert table["method"].tolist() == METHODS and table["precision@50"].notna().all()
+    depth = diffing_run / "results/tiny/report/utility/depth_profiles"
+    assert [p.name for p in depth.glob("*.png")] == ["activation_lens.png"]  # logit_shift reads no blocks
+    # the stand-in RL stage wrote no curves, which rule rl marks for the report: any PNG will do
+    shutil.copyfile(depth / "activation_lens.png", diffing_run / "results/tiny/rl/utility/curves.png")
+    proc = snakemake("--report", "report.html", target, "--rerun-triggers", "mtime", cwd=diffing_run)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    html = (diffing_run / "report.html").read_text(errors="replace")
+    assert "What the policy learned" in html and "learned.csv" in html and "activation_lens.png" in html
+    assert "depth profile: activation_lens" in html

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pandas as pd
 
+from ..atomic import atomic_dir, atomic_file
+from ..missing import as_float
 from .wording import fmt, fmt_ci, md_escape, md_table
 
 TOP_WORDS = 30
@@ -121,3 +124,45 @@ def learned_section(diffing: dict[str, dict] | None, run_dir: str | os.PathLike 
             link = os.path.relpath(png, run_dir) if run_dir else str(png)
             parts.append(f"![depth profile of {md_escape(method)}]({link})")
     return "\n\n".join(parts)
+
+
+REPORT_TOP_WORDS = 15
+"""Top words per method in the report's readout table."""
+
+
+def readout_frame(diffing: dict[str, dict]) -> pd.DataFrame:
+    """One row per method (``load_diffing``'s result): every metric's value, CI and chance, the base rate,
+    Spearman's permutation null, the unit and its count, and the top words (``+`` after a word positive in the
+    truth). A method without a truth has its metrics empty."""
+    rows = []
+    for method, d in diffing.items():
+        r = d["readout"].get("readout") or {}
+        row = {"method": method, "unit": d["readout"].get("unit"), "n_units": d["readout"].get("n_units"),
+               "base_rate": as_float(r.get("base_rate"))}
+        for key, _ in METRICS:
+            m = (r.get("metrics") or {}).get(key) or {}
+            ci = m.get("ci") or [None, None]
+            row.update({key: as_float(m.get("value")), f"{key}_ci_low": as_float(ci[0]),
+                        f"{key}_ci_high": as_float(ci[1]), f"{key}_chance": as_float(m.get("chance"))})
+        row["spearman_null_abs_95"] = as_float(((r.get("metrics") or {}).get("spearman") or {}).get("null_abs_95"))
+        words = d["words"].head(REPORT_TOP_WORDS)
+        marks = (words["truth"] > 0).tolist() if "truth" in words.columns else [False] * len(words)
+        row["top_words"] = ", ".join(w + ("+" if hit else "") for w, hit in zip(words["word"], marks))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def learned_report_assets(folders: dict[str, str | os.PathLike], out_csv: str | os.PathLike,
+                          out_dir: str | os.PathLike) -> pd.DataFrame:
+    """The report's items for one reward: ``readout_frame`` as a CSV at ``out_csv``, and ``out_dir``/{method}.png,
+    each method's depth_profile.png (methods without one have none). Both written atomically."""
+    diffing = load_diffing(folders)
+    frame = readout_frame(diffing)
+    with atomic_file(out_csv) as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.4g")
+    with atomic_dir(out_dir) as tmp:
+        for method, d in diffing.items():
+            png = Path(d["folder"]) / "depth_profile.png"
+            if png.is_file():
+                shutil.copyfile(png, Path(tmp) / f"{method}.png")
+    return frame
