@@ -33,7 +33,7 @@ from ..atomic import atomic_file, write_parquet
 from ..diffing.readouts import PRECISION_K, RECALL_K, readout
 from ..diffing.truth import table_truth
 from ..missing import as_float, is_missing
-from ..rewards.planted_tables import PLANTED
+from ..rewards.utility_table import load_vader
 from .wording import fmt, fmt_ci, md_escape, md_table, valid_ci
 
 METRICS = {"precision@20": "precision@20", "precision@50": "precision@50", "spearman": "Spearman",
@@ -138,8 +138,6 @@ def recovery_table(arms: dict[str, dict], vader: dict[str, float] | None = None,
             rows.append(recovery_row(arm, a.get("table"), method, "own", own, gain))
             if arm_kind(a.get("table")) == "null":
                 if vader is None:
-                    from ..rewards.utility_table import load_vader
-
                     vader = load_vader()
                 words = pd.read_parquet(Path(folder) / "words.parquet", columns=["token_id", "token_text", "word", "score"])
                 r = vader_readout(words, vader, n_perm=int(own.get("n_perm", n_perm)), seed=seed,
@@ -216,8 +214,8 @@ def null_verdict(r: dict) -> str:
 def plot_recovery(table: pd.DataFrame, path: str | os.PathLike) -> None:
     """One panel per readout (``METRICS``): the readout with its CI against the arm's reward gain with its CI.
     Per method one colour: the strengths joined by a line (the dose-response), the secret arm a star, the null
-    arm against its own table a hollow square and against VADER a cross; chance dashed (VADER's base rate,
-    taken from the strengths' readouts), the shuffled null's random-lexicon rate dotted."""
+    arm against its own table a hollow square and against VADER a cross; chance dashed (against VADER, from the
+    strengths' readouts: the base rate for precision), the shuffled null's random-lexicon rate dotted."""
     from .plots import _pyplot, _save
 
     plt = _pyplot()
@@ -252,7 +250,7 @@ def plot_recovery(table: pd.DataFrame, path: str | os.PathLike) -> None:
         strengths = table[table["kind"] == "strength"]
         chance = strengths[f"{key}_chance"].dropna()
         if len(chance):
-            ax.axhline(float(chance.iloc[0]), color="gray", ls="--", lw=1, label="chance (VADER base rate)")
+            ax.axhline(float(chance.iloc[0]), color="gray", ls="--", lw=1, label="chance against VADER (base rate; Spearman 0)")
         lexicon = table.loc[table["null"], f"{key}_lexicon_range_low"].dropna()
         if key.startswith("precision@") and len(lexicon):
             ax.axhline(float(table.loc[table["null"], "lexicon_rate"].iloc[0]), color="gray", ls=":", lw=1,
