@@ -33,6 +33,15 @@ def planted_run(run: Path) -> Path:
     write(run / "scores/utility_stats.json", {"ci_level": 0.95, "table3": {"difference": {
         "rlhf_minus_base": -0.13, "ci": [-5.41, 5.35], "p_value": 0.98}}, "token_utility": {"difference": {
         "rlhf_minus_base": 0.3, "ci": [0.1, 0.5], "p_value": 0.01}}})
+    folder = run / "diffing/utility/logit_shift"
+    write(folder / "readout.json", {"readout": {
+        "n_units": 24, "unit": "prompt_group", "n_truth_words": 2337, "n_positive": 1138, "base_rate": 0.0362,
+        "metrics": {"spearman": {"value": 0.735, "ci": [0.724, 0.744]}, "precision@50": {"value": 0.92, "ci": [0.9, 0.92]},
+                    "recall@50": {"value": 0.04, "ci": [0.04, 0.04]}, "auroc": {"value": 0.86}}}})
+    write(folder / "extra.json", {})
+    import pandas as pd
+
+    pd.DataFrame({"word": ["love", "beautiful"], "score": [2.7, 2.2], "rank": [1, 2]}).to_parquet(folder / "words.parquet")
     return run
 
 
@@ -53,6 +62,10 @@ def test_record_run_reads_the_planted_numbers(tmp_path):
     assert table3["ci"] == [-5.41, 5.35] and "no effect at this size" in table3["reading"]
     assert values["mean |token utility|, RLHF - base"]["reading"].startswith("significant")
     assert not any("unembedding" in name for name in values)  # not in the planted stats: left out
+    spearman = values["diffing logit_shift: spearman"]
+    assert (spearman["value"], spearman["ci"]) == (0.735, [0.724, 0.744]) and "2337" in spearman["reading"]
+    assert "base rate 0.036" in values["diffing logit_shift: precision@50"]["reading"]
+    assert values["diffing logit_shift: words ranked first"]["value"] == "love, beautiful"
     assert record["commit"] == "abc1234" and record["command"] == "make run"
     (tmp_path / "README.md").write_text(f"{START}\n{END}\n")
     assert load_records(tmp_path)[0]["name"] == "planted_run" and render_all(tmp_path)

@@ -3,8 +3,8 @@
 
 Reads what ``summary.md`` reads (``summary.load_reward_results``) for every reward the run evaluated:
 the held-out RL gain and KL, the studied blocks, the SAEs' held-out explained variance per dictionary
-size, MMCS against its cross-seed floor, and the scoring stage's base-vs-RLHF differences with their CIs
-and permutation p. Stages the run did not reach are left out of the record.
+size, MMCS against its cross-seed floor, the scoring stage's base-vs-RLHF differences with their CIs
+and permutation p, and each diffing method's readout against the truth (Spearman, precision@50, recall@50). Stages the run did not reach are left out of the record.
 """
 
 from __future__ import annotations
@@ -64,9 +64,35 @@ def reward_values(r: RewardResults, prefix: str = "") -> list[dict]:
         values.append({"name": f"{prefix}{MEASURES[key]}, RLHF - base", "value": round(diff["rlhf_minus_base"], 4),
                        "ci": _ci(diff.get("ci")), "signed": True,
                        "reading": effect_words(diff.get("ci"), level, diff.get("p_value"), tested=True)})
+    values += diffing_values(r.diffing or {}, prefix)
     for value in values:
         if value.get("ci") is None:
             value.pop("ci", None)
+    return values
+
+
+def diffing_values(diffing: dict[str, dict], prefix: str = "") -> list[dict]:
+    """Per diffing method (``learned.load_diffing``'s dict): Spearman with the truth, precision@50 beside the base
+    rate and recall@50, each with its CI over the method's unit, and the words it ranks first."""
+    values = []
+    for method, d in diffing.items():
+        readout = (d.get("readout") or {}).get("readout")
+        if not readout:
+            continue
+        unit = f"{readout['n_units']} {readout['unit'].replace('_', ' ')}s"
+        for key, reading in (("spearman", f"over the truth's {readout['n_truth_words']} single-token words; "
+                                          f"CI over {unit}"),
+                             ("precision@50", f"base rate {readout['base_rate']:.3f}; CI over {unit}"),
+                             ("recall@50", f"of {readout['n_positive']} positive words; CI over {unit}")):
+            metric = readout["metrics"].get(key) or {}
+            if is_missing(metric.get("value")):
+                continue
+            values.append({"name": f"{prefix}diffing {method}: {key}", "value": round(metric["value"], 4),
+                           "ci": _ci(metric.get("ci")), "decimals": 3, "reading": reading})
+        top = d.get("words")
+        if top is not None and len(top):
+            values.append({"name": f"{prefix}diffing {method}: words ranked first",
+                           "value": ", ".join(top["word"].head(10))})
     return values
 
 
@@ -86,7 +112,8 @@ def run_results(run_dir: str | os.PathLike) -> list[RewardResults]:
             sae_metrics=sorted(run_dir.glob(f"sae/{reward}/*/layer*/*/metrics.json")),
             features=one(run_dir / "features" / reward / "summary.parquet"),
             autointerp=sorted(run_dir.glob(f"autointerp/{reward}/*/layer*.parquet")),
-            stats=one(run_dir / "scores" / f"{reward}_stats.json")))
+            stats=one(run_dir / "scores" / f"{reward}_stats.json"),
+            diffing={p.parent.name: p.parent for p in sorted(run_dir.glob(f"diffing/{reward}/*/readout.json"))}))
     return out
 
 
