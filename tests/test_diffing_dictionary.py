@@ -163,7 +163,7 @@ def test_sae_shift_null_has_no_latent_that_stands_out(planted):
 
 # --------------------------------------------------------------------------- diff_sae
 
-DIFF_CFG = DiffSAEConfig(k=4, epochs=40, batch_size=64, dead_after=512, eval_fraction=0.25)
+DIFF_CFG = DiffSAEConfig(seeds=(0,), k=4, epochs=40, batch_size=64, dead_after=512, eval_fraction=0.25)
 
 
 def _row_cosines(work_dir, latents, v, seed=0):

@@ -62,8 +62,8 @@ class DiffSAEConfig:
 
     blocks: tuple[int, ...] | None = None
     """Blocks to train on; None: every block in both activation stores."""
-    seeds: tuple[int, ...] = (0,)
-    """One SAE per seed and block; each seed is one unit (row of token scores)."""
+    seeds: tuple[int, ...] = (0, 1, 2)
+    """One SAE per seed and block; each seed is one unit (row of token scores), so the CI is over seeds."""
     size: int = 1
     """Dictionary size as a multiple of d_model."""
     k: int = 16
