@@ -54,7 +54,7 @@ def test_write_record_then_render(tmp_path):
     assert sorted(p.name for p in stale) == ["README.md", "results.md"]
     readme = (root / "README.md").read_text()
     assert "old table" not in readme and readme.startswith("# x\n\nbefore\n") and readme.endswith("after\n")
-    assert "| speed-up | **1.93x** | Planted CPU, 2 cores, no GPU; abc1234, " in readme
+    assert "| speed-up | **1.93x** | Planted CPU (family 6 model 207, AMX), 2 cores, no GPU; abc1234, " in readme  # the CPU model and its widest float kernels: numbers move between CPU models
     assert "EV difference" not in readme  # not a headline value
     page = (root / "docs/results.md").read_text()
     assert "| EV difference | -0.0003 [-0.0009, 0.0004] |" in page and "amx_bf16" in page and "AVX512" in page

@@ -128,7 +128,14 @@ def machine_text(machine: dict) -> str:
     """One phrase for a machine: CPU model, cores, GPUs (or what the record says is unknown)."""
     if not machine:
         return UNKNOWN
-    parts = [machine.get("cpu_model") or "CPU " + UNKNOWN]
+    cpu = machine.get("cpu_model") or "CPU " + UNKNOWN
+    family, number = machine.get("cpu_family"), machine.get("cpu_model_number")
+    if family and number and "family" not in cpu:  # the CPU model and the kernels that set its float numerics
+        flags = machine.get("cpu_flags") or []
+        widest = next((name for name, flag in (("AMX", "amx_bf16"), ("AVX512-BF16", "avx512_bf16"),
+                                               ("AVX-512", "avx512f"), ("AVX2", "avx2")) if flag in flags), None)
+        cpu += f" (family {family} model {number}{', ' + widest if widest else ''})"
+    parts = [cpu]
     if machine.get("cores"):
         parts.append(f"{machine['cores']} cores")
     gpus = machine.get("gpus") or []
