@@ -37,7 +37,8 @@ def planted_run(run: Path) -> Path:
     write(folder / "readout.json", {"readout": {
         "n_units": 24, "unit": "prompt_group", "n_truth_words": 2337, "n_positive": 1138, "base_rate": 0.0362,
         "metrics": {"spearman": {"value": 0.735, "ci": [0.724, 0.744]}, "precision@50": {"value": 0.92, "ci": [0.9, 0.92]},
-                    "recall@50": {"value": 0.04, "ci": [0.04, 0.04]}, "auroc": {"value": 0.86}}}})
+                    "recall@50": {"value": 0.04, "ci": [0.04, 0.04]}, "auroc": {"value": 0.86}}},
+        "depth_profile": [{"block": b, "spearman": 0.1 * b, "precision@50": 0.2 * b} for b in range(8)]})
     write(folder / "extra.json", {})
     import pandas as pd
 
@@ -66,6 +67,8 @@ def test_record_run_reads_the_planted_numbers(tmp_path):
     assert (spearman["value"], spearman["ci"]) == (0.735, [0.724, 0.744]) and "2337" in spearman["reading"]
     assert "base rate 0.036" in values["diffing logit_shift: precision@50"]["reading"]
     assert values["diffing logit_shift: words ranked first"]["value"] == "love, beautiful"
+    assert values["diffing logit_shift: first block whose readout has spearman >= 0.5"]["value"] == "block 5 of 8"
+    assert values["diffing logit_shift: first block whose readout has precision@50 >= 0.5"]["value"] == "block 3 of 8"
     assert record["commit"] == "abc1234" and record["command"] == "make run"
     (tmp_path / "README.md").write_text(f"{START}\n{END}\n")
     assert load_records(tmp_path)[0]["name"] == "planted_run" and render_all(tmp_path)

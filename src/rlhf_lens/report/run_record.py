@@ -89,6 +89,14 @@ def diffing_values(diffing: dict[str, dict], prefix: str = "") -> list[dict]:
                 continue
             values.append({"name": f"{prefix}diffing {method}: {key}", "value": round(metric["value"], 4),
                            "ci": _ci(metric.get("ci")), "decimals": 3, "reading": reading})
+        profile = (d.get("readout") or {}).get("depth_profile") or []
+        for key, level in (("spearman", 0.5), ("precision@50", 0.5)):
+            first = next((row["block"] for row in profile if (row.get(key) or 0) >= level), None)
+            if profile and key in profile[0]:
+                values.append({"name": f"{prefix}diffing {method}: first block whose readout has {key} >= {level}",
+                               "value": "none" if first is None else f"block {first} of {len(profile)}",
+                               "reading": "the depth profile: the mean difference after each block through the "
+                                          "unembedding"})
         top = d.get("words")
         if top is not None and len(top):
             values.append({"name": f"{prefix}diffing {method}: words ranked first",
