@@ -14,8 +14,8 @@ added to every token changes no probability). The method's token score is ``sum_
 decoded_j``: the direct logit effect of the dictionary's reconstruction of the mean change. This is
 valid only for sites whose output is added to the residual stream (``mlp_out``, ``resid_post``).
 
-``unembed_directions`` is the one place that reads the unembedding; it follows
-``scoring.utilities.unembed_utility`` and can be swapped for the stage's shared readout.
+``unembed_directions`` reads the unembedding through ``model_parts.direction_logits``, the logit lens that
+the activation lens and the scoring stage's unembedding utility use too.
 """
 
 from __future__ import annotations
@@ -24,31 +24,19 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..scoring.utilities import final_norm
+from ..model_parts import direction_logits
 
 
 def unembed_directions(directions: torch.Tensor, model, vocab_size: int) -> torch.Tensor:
-    """(m, vocab_size) float32: the direct logit effect of each direction (m, d) added to the residual
-    stream, read through the final norm's weight and the unembedding, centred over the vocabulary.
-
-    The norm's division by the token's RMS is one positive scalar per token and is left out (it scales
-    every direction alike); LayerNorm's mean subtraction is applied (directions centred over d); its bias
-    is the same for every direction and left out. lm_head rows past the tokenizer are dropped.
-    """
-    unembed = model.get_output_embeddings()
-    if unembed is None:
-        raise ValueError(f"{type(model).__name__} has no output embedding: the readout needs a causal LM")
-    with torch.no_grad():
-        v = directions.detach().float().cpu()
-        norm = final_norm(model)
-        if norm is not None:
-            if isinstance(norm, torch.nn.LayerNorm):
-                v = v - v.mean(dim=1, keepdim=True)
-            v = v * norm.weight.detach().float().cpu()
-        logits = (v @ unembed.weight.detach().float().cpu().T)[:, :vocab_size]
-        if logits.shape[1] < vocab_size:  # an lm_head smaller than the tokenizer: the extra tokens get nothing
-            logits = torch.nn.functional.pad(logits, (0, vocab_size - logits.shape[1]))
-        return logits - logits.mean(dim=1, keepdim=True)
+    """(m, vocab_size) float32 on the CPU: the direct logit effect of each direction (m, d) added to the
+    residual stream (``model_parts.direction_logits``: the final norm's weight, LayerNorm's centring, the
+    unembedding), padded with zeros where the lm_head is smaller than the tokenizer, and centred over the
+    vocabulary (a logit added to every token changes no probability)."""
+    device = next(model.parameters()).device
+    logits = direction_logits(directions.detach().to(device), model, vocab_size).cpu()
+    if logits.shape[1] < vocab_size:  # an lm_head smaller than the tokenizer: the extra tokens get nothing
+        logits = torch.nn.functional.pad(logits, (0, vocab_size - logits.shape[1]))
+    return logits - logits.mean(dim=1, keepdim=True)
 
 
 def decode_latents(atoms: torch.Tensor, weights: np.ndarray, model, vocab_size: int, n_words: int,
