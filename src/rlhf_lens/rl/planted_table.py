@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 SAMPLE_BATCH = 32
 """Prompts per generate call while sampling the base model's words (memory, not the result: each row's
-draws come from torch's global RNG in order, so a different batch size samples other tokens; fixed here)."""
+draws come from one seeded generator in order, so a different batch size samples other tokens; fixed here)."""
 
 
 @torch.no_grad()
@@ -45,12 +45,12 @@ def base_word_prompts(model, tokenizer, prompts: list[str], *, query_max_tokens:
     Words as the utility table reads them (``words_with_spans``: lowercased, punctuation stripped)."""
     queries = [q[:query_max_tokens] for q in tokenize_prompts(tokenizer, prompts, "training prompts")]
     pad_id = pad_token_id(tokenizer)
-    torch.manual_seed(seed)
+    generator = torch.Generator(device=device).manual_seed(seed)  # the stream torch.manual_seed(seed) gives
     counts: Counter = Counter()
     for start in range(0, len(queries), SAMPLE_BATCH):
         batch = queries[start:start + SAMPLE_BATCH]
         responses = sample_responses(model, batch, response_max_tokens, pad_id=pad_id, eos_id=tokenizer.eos_token_id,
-                                     temperature=1.0, stop_at_eos=stop_at_eos, device=device)
+                                     temperature=1.0, stop_at_eos=stop_at_eos, device=device, generator=generator)
         for ids in responses:
             counts.update({w for w, _ in words_with_spans(decode_with_spans(tokenizer, ids)[0])})
     return counts
