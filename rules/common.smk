@@ -410,17 +410,26 @@ def planted_tables(*names):
             for name in dict.fromkeys(names) if name and is_planted(config["rewards"][name])]
 
 
+def samples_base_words(reward):
+    """Whether reward ``reward``'s planted table is drawn from the base model's own words: table secret, and
+    vader_shuffled balanced on them (shuffle_balance not null)."""
+    spec = config["rewards"][reward]
+    return spec.get("table") == "secret" or (spec.get("table") == "vader_shuffled"
+                                             and spec.get("shuffle_balance") is not None)
+
+
 def reward_table_inputs(wildcards):
-    """The inputs of reward_table: for table secret, the base model and the train prompts it samples."""
-    if config["rewards"][wildcards.reward].get("table") != "secret":
+    """The inputs of reward_table: for a table drawn from the base model's words, the model and the train
+    prompts it samples."""
+    if not samples_base_words(wildcards.reward):
         return {}
     return {"model": model_dir(), "prompts": rules.prompts.output.train.format(run=wildcards.run)}
 
 
-def secret_sampling(wildcards):
-    """rl.ppo's sampling settings (rl.per_reward on top) that table secret samples the base model with; None
-    for other tables (so changing them redraws no other table)."""
-    if config["rewards"][wildcards.reward].get("table") != "secret":
+def base_words_sampling(wildcards):
+    """rl.ppo's sampling settings (rl.per_reward on top) that a table drawn from the base model's words
+    samples it with; None for other tables (so changing them redraws no other table)."""
+    if not samples_base_words(wildcards.reward):
         return None
     ppo = rl_settings(config, wildcards.reward)[0]
     return {"query_max_tokens": ppo.query_max_tokens, "response_max_tokens": ppo.response_max_tokens,

@@ -12,7 +12,7 @@ rule reward_table:
         table=table_path("{run}", "{reward}"),
     params:
         reward=lambda wildcards: reward_spec(wildcards.reward),
-        sampling=secret_sampling,
+        sampling=base_words_sampling,
         seed=config["seed"],
     log:
         "logs/{run}/reward_table/{reward}.log",

@@ -16,9 +16,9 @@ from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 from rlhf_lens.config import ConfigError, job_rewards, reward_params, validate_config
 from rlhf_lens.model_parts import token_texts
 from rlhf_lens.rewards import RewardError
-from rlhf_lens.rewards.planted_tables import (MIN_PROMPTS, min_prompts, resolved_table, secret_candidates,
-                                              secret_table, shuffled_vader, table_file, table_path,
-                                              vocabulary_words, write_table_csv)
+from rlhf_lens.rewards.planted_tables import (MIN_PROMPTS, balanced_shuffle, min_prompts, resolved_table,
+                                              secret_candidates, secret_table, shuffled_vader, table_file,
+                                              table_path, vocabulary_words, write_table_csv, written_correlation)
 from rlhf_lens.rewards.utility_table import load_csv_table, load_table, load_vader, words_with_spans
 from snakemake_helpers import REPO, planned_jobs, snakemake
 
@@ -56,6 +56,36 @@ def test_shuffled_vader_has_vaders_words_and_values_on_other_words(vader):
     assert abs(rho) < 0.05  # the null: its values say nothing about VADER's
     assert shuffled_vader(0) == shuffled
     assert shuffled_vader(1) != shuffled
+
+
+def test_written_correlation_on_known_answers():
+    vader = {"good": 2.0, "bad": -2.0, "fine": 1.0, "unwritten": 3.0}
+    written = {"good": 3, "bad": 1, "fine": 2, "the": 9}  # "the" is no lexicon word: left out
+    assert written_correlation(vader, vader, written) == pytest.approx(1.0)
+    assert written_correlation({w: -v for w, v in vader.items()}, vader, written) == pytest.approx(-1.0)
+    # by hand: weights 3, 1, 2 on x = (2, -2, 1), y = (1, 0, 0); weighted means 5/6 and 1/2
+    x, y, w = [2, -2, 1], [1, 0, 0], [3, 1, 2]
+    mx, my = sum(a * b for a, b in zip(w, x)) / 6, sum(a * b for a, b in zip(w, y)) / 6
+    cov = sum(c * (a - mx) * (b - my) for a, b, c in zip(x, y, w))
+    var_x, var_y = (sum(c * (a - m) ** 2 for a, c in zip(v, w)) for v, m in ((x, mx), (y, my)))
+    table = {"good": 1.0, "bad": 0.0, "fine": 0.0}
+    assert written_correlation(table, vader, written) == pytest.approx(cov / (var_x * var_y) ** 0.5)
+    assert written_correlation(table, vader, {"good": 4}) == 0.0  # one word: no correlation to speak of
+
+
+def test_balanced_shuffle_is_a_null_on_the_words_the_model_writes(vader, corpus_words):
+    """A plain permutation is a null over the lexicon but not always over the few words a policy writes; the
+    balanced one is, for every seed, and is still a permutation of VADER's values."""
+    plain = [abs(written_correlation(shuffled_vader(seed), vader, corpus_words)) for seed in range(20)]
+    assert max(plain) > 0.02  # some plain draws are VADER-like on the written words: the case it exists for
+    for seed in range(5):
+        table, draw, r = balanced_shuffle(seed, corpus_words, 0.02, vader)
+        assert abs(r) <= 0.02 and r == pytest.approx(written_correlation(table, vader, corpus_words))
+        assert table == shuffled_vader(seed, vader, draw)
+        assert sorted(table.values()) == sorted(vader.values()) and set(table) == set(vader)
+    assert balanced_shuffle(0, corpus_words, 0.02, vader) == balanced_shuffle(0, corpus_words, 0.02, vader)
+    with pytest.raises(RewardError, match="raise shuffle_balance"):
+        balanced_shuffle(0, {"good": 1, "bad": 1, "great": 1}, 1e-12, {"good": 2.0, "bad": -2.0, "great": 3.0})
 
 
 def test_shuffled_vader_survives_its_csv(tmp_path):
@@ -125,8 +155,13 @@ def test_secret_table_from_a_sampled_model(tiny_model_dir, tmp_path):
     assert load_csv_table(tmp_path / "a.csv") == table
     materialise_table(spec, tmp_path / "b.csv", **kw)
     assert (tmp_path / "a.csv").read_text() == (tmp_path / "b.csv").read_text()
-    shuffled = materialise_table({"type": "utility_table", "table": "vader_shuffled"}, tmp_path / "s.csv", seed=0)
+    plain = {"type": "utility_table", "table": "vader_shuffled", "shuffle_balance": None}
+    shuffled = materialise_table(plain, tmp_path / "s.csv", seed=0)  # no model needed
     assert shuffled == shuffled_vader(0) == load_csv_table(tmp_path / "s.csv")
+    with pytest.raises(ValueError, match="samples the base model"):
+        materialise_table({**plain, "shuffle_balance": 0.02}, tmp_path / "b.csv", seed=0)
+    balanced = materialise_table({**plain, "shuffle_balance": 0.02}, tmp_path / "b.csv", **kw)
+    assert sorted(balanced.values()) == sorted(shuffled.values()) and load_csv_table(tmp_path / "b.csv") == balanced
 
 
 # --------------------------------------------------------------------------- one table for every reader
@@ -181,7 +216,8 @@ def test_bad_planted_keys_are_named(entry, message):
 
 @pytest.mark.workflow
 def test_workflow_draws_the_table_before_rl_and_refuses_a_bad_key_before_any_job(tmp_path):
-    config = {"run": "p", "rewards": {"shuffled": {"type": "utility_table", "table": "vader_shuffled"},
+    config = {"run": "p", "rewards": {"shuffled": {"type": "utility_table", "table": "vader_shuffled",
+                                                   "shuffle_balance": None},
                                       "secret": {"type": "utility_table", "table": "secret"}},
               "interpret_rewards": []}
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
@@ -190,7 +226,7 @@ def test_workflow_draws_the_table_before_rl_and_refuses_a_bad_key_before_any_job
     assert planned_jobs(plan)["reward_table"] == 2
     rl_inputs = [line for line in plan.stdout.splitlines() if "input:" in line and "results/p/prompts/train" in line]
     assert any("results/p/rewards/secret/table.csv" in line for line in rl_inputs)
-    # the shuffled table needs no model: built for real, it is the seeded null
+    # the unbalanced shuffled table needs no model: built for real, it is the seeded null
     built = snakemake("results/p/rewards/shuffled/table.csv", "--configfile", "c.yaml", cwd=tmp_path, timeout=120)
     assert built.returncode == 0, built.stderr[-3000:]
     assert load_csv_table(tmp_path / "results/p/rewards/shuffled/table.csv") == shuffled_vader(0)

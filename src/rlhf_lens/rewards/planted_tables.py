@@ -11,6 +11,15 @@ leading space (" word"), so a readout over the vocabulary can rank each planted 
 and distribution of values, on other words. A policy trained on it changes as much as one trained on
 VADER; its readouts against VADER must sit at chance.
 
+A permutation is a null only on average: what a policy learns is the values of the few dozen words it
+writes, and one draw can leave those correlated with VADER. The first calibration's draw (seed 0, plain
+permutation) gave "good" +2.9, "great" +2.1, "growth" +2.6, "helpful" +1.5: Spearman 0.01 with VADER over
+all 7,494 words, but a correlation of 0.20 over the words the base model writes, weighted by how many
+prompts' completions hold them, and its policy's readouts then correlated with VADER (0.21, permutation
+null 0.04). So the shuffle is re-randomised (Morgan and Rubin 2012, "Rerandomization to improve covariate
+balance"): permutations are drawn in seeded order until that written-word correlation is within
+``shuffle_balance`` of 0 (``balanced_shuffle``); ``shuffle_balance: null`` keeps the first, unbalanced one.
+
 Both are drawn by a keyed hash (BLAKE2b keyed with the seed) of each word, not by a random stream: the
 draw is the same on every platform and library version, and when a different machine samples slightly
 different completions, only the words whose eligibility changed change in the secret table (a stream
@@ -30,6 +39,8 @@ import math
 import re
 from pathlib import Path
 from typing import Mapping
+
+import numpy as np
 
 from ..atomic import atomic_file
 from .base import RewardError
@@ -98,21 +109,55 @@ def with_table_file(config: Mapping, reward: str, spec: dict) -> dict:
     return {**spec, "table": table_path(config["run"], reward)} if is_planted(spec) else spec
 
 
-def _keyed_order(words, seed: int) -> list[str]:
-    """``words`` in the seeded order of their BLAKE2b hashes keyed with ``seed``: a reproducible random order
-    that is the same on every platform, whatever else is in the list."""
-    key = str(int(seed)).encode()
+def _keyed_order(words, seed: int, draw: int = 0) -> list[str]:
+    """``words`` in the seeded order of their BLAKE2b hashes keyed with ``seed`` (and ``draw`` > 0 for a
+    re-draw): a reproducible random order that is the same on every platform, whatever else is in the list."""
+    key = (str(int(seed)) if draw == 0 else f"{int(seed)}:{int(draw)}").encode()
     return sorted(words, key=lambda w: (hashlib.blake2b(w.encode(), digest_size=8, key=key).digest(), w))
 
 
-def shuffled_vader(seed: int, vader: Mapping[str, float] | None = None) -> dict[str, float]:
-    """VADER's values permuted over its words: the value of the i-th word in seeded order goes to the i-th word
-    in alphabetical order. The same words and the same multiset of values as ``vader`` (default: the lexicon)."""
+MAX_SHUFFLES = 100_000
+"""Re-draws ``balanced_shuffle`` tries before it gives up (a balance no permutation reaches)."""
+
+
+def shuffled_vader(seed: int, vader: Mapping[str, float] | None = None, draw: int = 0) -> dict[str, float]:
+    """VADER's values permuted over its words: the value of the i-th word in seeded order (draw ``draw``) goes
+    to the i-th word in alphabetical order. The same words and the same multiset of values as ``vader``
+    (default: the lexicon)."""
     from .utility_table import load_vader
 
     vader = dict(load_vader() if vader is None else vader)
     words = sorted(vader)
-    return dict(zip(words, (vader[w] for w in _keyed_order(words, seed))))
+    return dict(zip(words, (vader[w] for w in _keyed_order(words, seed, draw))))
+
+
+def written_correlation(table: Mapping[str, float], vader: Mapping[str, float], written: Mapping[str, int]) -> float:
+    """Pearson correlation of ``table`` with ``vader`` over the lexicon words in ``written`` (word -> how many
+    prompts' completions hold it), each weighted by that count: how much a policy that learns ``table`` on the
+    words it writes would also move along VADER. 0 when fewer than two such words or a constant side."""
+    words = [w for w in written if w in vader and w in table and written[w] > 0]
+    if len(words) < 2:
+        return 0.0
+    values = np.array([[vader[w], table[w]] for w in words], dtype=np.float64)
+    cov = np.cov(values, rowvar=False, aweights=[written[w] for w in words])
+    scale = np.sqrt(cov[0, 0] * cov[1, 1])
+    return float(cov[0, 1] / scale) if scale > 0 else 0.0
+
+
+def balanced_shuffle(seed: int, written: Mapping[str, int], balance: float,
+                     vader: Mapping[str, float] | None = None) -> tuple[dict[str, float], int, float]:
+    """The first of ``shuffled_vader``'s seeded draws whose ``written_correlation`` with VADER is within
+    ``balance`` of 0; returns (table, draw index, that correlation). RewardError after ``MAX_SHUFFLES`` draws."""
+    from .utility_table import load_vader
+
+    vader = dict(load_vader() if vader is None else vader)
+    for draw in range(MAX_SHUFFLES):
+        table = shuffled_vader(seed, vader, draw)
+        r = written_correlation(table, vader, written)
+        if abs(r) <= balance:
+            return table, draw, r
+    raise RewardError(f"table vader_shuffled: no permutation of {MAX_SHUFFLES} has a correlation with VADER within "
+                      f"{balance} on the words the base model writes; raise shuffle_balance")
 
 
 def secret_candidates(word_prompts: Mapping[str, int], vocabulary_words: set[str], exclude: set[str],

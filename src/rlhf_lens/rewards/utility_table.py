@@ -143,13 +143,19 @@ class UtilityTableConfig(RewardConfig):
     """table secret only: how many words are planted."""
     secret_utility: float = 3.0
     """table secret only: the utility of each planted word (VADER's strongest words are about +-3)."""
+    shuffle_balance: float | None = 0.02
+    """table vader_shuffled only: the permutation is re-drawn (seeded) until its values correlate with VADER's
+    within this of 0 over the words the base model writes on the training prompts, weighted by how many
+    prompts' completions hold them (one permutation can leave those few words VADER-like; sampling them costs
+    about a minute); null keeps the first permutation and samples nothing."""
 
     @classmethod
     def result_entry(cls, entry: dict) -> dict:
-        """The entry less secret_words and secret_utility unless the table is secret (they change nothing else)."""
-        if entry.get("table", "vader") == "secret":
-            return dict(entry)
-        return {k: v for k, v in entry.items() if k not in ("secret_words", "secret_utility")}
+        """The entry less the keys of the planted tables it does not draw (they change nothing else)."""
+        own = {"secret": ("secret_words", "secret_utility"), "vader_shuffled": ("shuffle_balance",)}
+        keep = own.get(entry.get("table", "vader"), ())
+        return {k: v for k, v in entry.items()
+                if k in keep or k not in ("secret_words", "secret_utility", "shuffle_balance")}
 
     def problems(self, prefix: str) -> list[str]:
         out = []
@@ -164,6 +170,11 @@ class UtilityTableConfig(RewardConfig):
                 or not math.isfinite(self.secret_utility) or self.secret_utility == 0):
             out.append(f"key '{prefix}.secret_utility' has value {self.secret_utility!r}: expected a finite "
                        "non-zero number (the utility of each planted word)")
+        if self.shuffle_balance is not None and (
+                isinstance(self.shuffle_balance, bool) or not isinstance(self.shuffle_balance, (int, float))
+                or not 0 < self.shuffle_balance < 1):
+            out.append(f"key '{prefix}.shuffle_balance' has value {self.shuffle_balance!r}: expected a number in "
+                       "(0, 1) (the largest |correlation| with VADER a shuffled table may keep) or null")
         return out
 
 
