@@ -315,11 +315,12 @@ def calibration_inputs(wildcards):
 
 
 def calibration_recovery_inputs(wildcards):
-    """For each reward of calibration.rewards, its eval summary and every diffing method's folder; keys are
-    {reward}_rl_eval and {reward}_diffing_{method}."""
+    """For each reward of calibration.rewards, its eval summary and samples and every diffing method's folder;
+    keys are {reward}_rl_eval, {reward}_rl_samples and {reward}_diffing_{method}."""
     inputs = {}
     for reward in config["calibration"]["rewards"]:
         inputs[f"{reward}_rl_eval"] = rules.rl_eval.output.summary.format(run=wildcards.run, reward=reward)
+        inputs[f"{reward}_rl_samples"] = rules.rl_eval.output.table.format(run=wildcards.run, reward=reward)
         for method in DIFFING_METHODS:
             inputs[f"{reward}_diffing_{method}"] = rules.diffing.output.folder.format(run=wildcards.run, reward=reward,
                                                                                      method=method)

@@ -129,6 +129,9 @@ rule calibration_recovery:
                   labels={"what": "recovery by the diffing methods: table"}),
         figure=report("results/{run}/calibration/recovery.png", category="calibration",
                       labels={"what": "recovery by the diffing methods: figure"}),
+        learned="results/{run}/calibration/learned_words.parquet",
+        depth=report("results/{run}/calibration/depth.png", category="calibration",
+                     labels={"what": "from which block each arm's reward is readable"}),
     params:
         rewards=config["calibration"]["rewards"],
         methods=DIFFING_METHODS,

@@ -125,7 +125,7 @@ def test_the_calibration_config_plans_its_policies_and_the_table(tmp_path):
     assert "results/calibration/crosscoder/kl005/utility.json" in out  # crosscoders run in the calibration
     # the recovery: every arm's diffing folders (each default method) -> recovery table and figure
     assert "rule calibration_recovery:" in out or "localrule calibration_recovery:" in out
-    for what in ("recovery.md", "recovery.png", "recovery.parquet"):
+    for what in ("recovery.md", "recovery.png", "recovery.parquet", "learned_words.parquet", "depth.png"):
         assert f"results/calibration/calibration/{what}" in out
     from rlhf_lens.diffing.registry import available
 

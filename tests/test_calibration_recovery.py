@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rlhf_lens.report.recovery import METRICS, recovery_stage, vader_readout
+from rlhf_lens.report.recovery import METRICS, learned_words, recovery_stage, vader_readout
 
 # A word-like vocabulary of 400 tokens; the "VADER" stand-in: w0..w59 positive (+2), w60..w119 negative (-2),
 # so 60 positives of 400 word-like tokens (base rate 0.15) and 60 of the 120 lexicon words (lexicon rate 0.5).
@@ -150,3 +150,54 @@ def test_without_a_readout_the_recovery_says_so(tmp_path):
     out = [tmp_path / "r.parquet", tmp_path / "r.md", tmp_path / "r.png"]
     assert recovery_stage(arms, *out, vader=VADER).empty
     assert "nothing to recover" in out[1].read_text() and out[2].is_file()
+
+
+def _samples(n_prompts: int = 10, per_prompt: int = 4) -> pd.DataFrame:
+    """eval.parquet's rows: the policy writes "w1" twice in every sample (the base never), "w2" as often as the
+    base, and "w3" five times in every sample of one prompt only; "w61" (a negative word) rises too."""
+    rows = []
+    for p in range(n_prompts):
+        for k in range(per_prompt):
+            rows.append({"prompt_index": p, "model": "base", "response": "w2 and w61, then w2."})
+            policy = "W1 w1! w2 w61 w61 w2" + (" w3" * 5 if p == 0 else "")
+            rows.append({"prompt_index": p, "model": "policy", "response": policy})
+    return pd.DataFrame(rows)
+
+
+def test_learned_words_are_the_table_words_the_policy_writes_more_for_most_prompts():
+    found = learned_words(_samples(), VADER, n_boot=500, seed=0).set_index("word")
+    assert len(found) == 60  # the table's positive words only: w61 is never a learned word
+    assert found.loc["w1", "change"] == pytest.approx(2.0) and found.loc["w1", "base"] == 0.0
+    assert found.loc["w1", "ci_low"] == pytest.approx(2.0) and found.loc["w1", "learned"]
+    assert found.loc["w2", "change"] == 0.0 and not found.loc["w2", "learned"]
+    # +5 per sample, but for one prompt of ten: the prompt is the unit, so its CI reaches 0
+    assert found.loc["w3", "change"] == pytest.approx(0.5) and found.loc["w3", "ci_low"] == 0.0
+    assert found["learned"].sum() == 1
+
+
+def test_recovery_scores_each_arm_against_the_words_its_policy_learned(tmp_path):
+    scores = np.zeros(N_WORDS)
+    scores[1] = 3.0  # the learned word ranks first; w0 (planted, never learned) scores nothing
+    readout = _readout(_values(0.05, 0.02, 0.1, 0.5), 0.15)
+    readout["depth_profile"] = [{"block": b, "spearman": rho, "precision@50": p50, "recall@50": 0.0, "top_words": []}
+                                for b, rho, p50 in ((0, 0.1, 0.2), (1, 0.6, 0.4), (2, 0.7, 0.55), (3, 0.65, 0.5))]
+    arm = _arm(tmp_path, "secret", 2.0, "secret", {"activation_lens": (readout, scores)})
+    samples = tmp_path / "eval.parquet"
+    _samples().to_parquet(samples)
+    arm.update(samples=samples, words={"w0": 3.0, "w1": 3.0, "w2": 3.0, "w3": 3.0})
+    out = [tmp_path / "r.parquet", tmp_path / "r.md", tmp_path / "r.png", tmp_path / "learned.parquet",
+           tmp_path / "depth.png"]
+    table = recovery_stage({"secret": arm}, *out, vader=VADER, seed=0)
+    assert table["truth"].tolist() == ["own", "learned"]
+    learned = table[table["truth"] == "learned"].iloc[0]
+    assert learned["n_learned"] == 1 and learned["n_planted"] == 4
+    assert learned["recall@50"] == pytest.approx(1.0) and learned["precision@20"] == pytest.approx(1 / 20)
+    assert learned["precision@20_chance"] == pytest.approx(1 / N_WORDS) and not learned["has_ci"]
+    assert table[table["truth"] == "own"].iloc[0]["recall@50"] == pytest.approx(0.5)  # readout.json's own value
+    md = out[1].read_text()
+    assert "| secret (secret table) | the words its policy learned to write (1 of 4) |" in md
+    assert "1† (random ranking: [" in md and "- secret: 1 of 4: w1 (+2.00)" in md
+    assert pd.read_parquet(out[3])["learned"].tolist() == [False, True, False, False]
+    # the depth profile: Spearman readable from block 1, precision@50 from block 2 (its best)
+    assert "| secret | +2 | activation_lens | block 1 | block 2 | 0.55 (block 2 of 4) |" in md
+    assert out[4].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -112,6 +112,16 @@ def spearman_null(word_scores: np.ndarray, truth: Truth, n_perm: int, seed: int)
     return {"p_perm": float(res.pvalue), "null_abs_95": float(np.quantile(np.abs(res.null_distribution), 0.95))}
 
 
+READABLE = 0.5
+"""The level a depth profile's Spearman or precision@50 must reach for the reward to count as readable at a block."""
+
+
+def first_readable_block(profile: list[dict], key: str, level: float = READABLE) -> int | None:
+    """The first block of a depth profile (readout.json's ``depth_profile``: one dict per block, in block order,
+    with ``block`` and the point metrics) whose ``key`` reaches ``level``; None when no block does."""
+    return next((row["block"] for row in profile if (row.get(key) or 0) >= level), None)
+
+
 def _finite_or_none(x: float) -> float | None:
     return float(x) if np.isfinite(x) else None
 

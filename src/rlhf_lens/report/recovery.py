@@ -24,16 +24,17 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from ..atomic import atomic_file, write_parquet
-from ..diffing.readouts import PRECISION_K, RECALL_K, readout
-from ..diffing.truth import table_truth
+from ..diffing.readouts import PRECISION_K, READABLE, RECALL_K, first_readable_block, readout
+from ..diffing.truth import Truth, table_truth
 from ..missing import as_float, is_missing
-from ..rewards.utility_table import load_vader
+from ..rewards.utility_table import load_vader, words_with_spans
 from .wording import fmt, fmt_ci, md_escape, md_table, valid_ci
 
 METRICS = {"precision@20": "precision@20", "precision@50": "precision@50", "spearman": "Spearman",
@@ -62,36 +63,75 @@ def _hypergeom_range(population: int, positives: int, draws: int, divide: float,
     return [float(dist.ppf(alpha)) / divide, float(dist.ppf(1 - alpha)) / divide]
 
 
-def vader_readout(words: pd.DataFrame, vader: dict[str, float], *, n_perm: int = 1000, seed: int = 0,
-                  level: float = 0.95) -> dict:
-    """A recovered table's readout against ``vader`` (word -> utility), from words.parquet's mean ``score``.
+def mean_score_readout(words: pd.DataFrame, table: Mapping[str, float], reward: str, *, n_perm: int = 1000,
+                       seed: int = 0, level: float = 0.95) -> tuple[dict, Truth]:
+    """A recovered table's readout against ``table`` (word -> utility), from words.parquet's mean ``score``.
 
     ``words``: one row per word-like token (token_id, token_text, word, score). ``readouts.readout`` on the one
-    row of mean scores (so ``ci`` is None), plus per metric ``chance_range`` (a random ranking's 95% range over
-    all word-like tokens), ``lexicon_rate`` (VADER's positive share among its words that are single tokens)
-    and ``lexicon_range`` (the 95% range of a random ranking of those words alone: where a readout of a
-    shuffled-table policy lands)."""
+    row of mean scores (so ``ci`` is None), plus per precision and recall metric ``chance_range``: a random
+    ranking's 95% range over all word-like tokens. Returns the readout and the truth it used."""
     vocab = words[["token_id", "token_text", "word"]].reset_index(drop=True)
-    truth = table_truth(vader, vocab, reward="vader")
+    truth = table_truth(dict(table), vocab, reward=reward)
     ids = vocab["token_id"].to_numpy()
     row = np.zeros((1, int(ids.max()) + 1))
     row[0, ids] = words["score"].to_numpy(dtype=np.float64)
     out = readout(row, truth, unit="none (mean scores)", n_boot=0, n_perm=n_perm, level=level, seed=seed)
+    n_words, n_pos = len(vocab), int(truth.positive.sum())
+    for k in PRECISION_K:
+        out["metrics"][f"precision@{k}"]["chance_range"] = _hypergeom_range(n_words, n_pos, k, min(k, n_words), level)
+    out["metrics"][f"recall@{RECALL_K}"]["chance_range"] = _hypergeom_range(n_words, n_pos, RECALL_K, n_pos, level)
+    out["ci_note"] = "point values: words.parquet keeps the mean score only, not the per-unit scores a CI resamples"
+    return out, truth
+
+
+def vader_readout(words: pd.DataFrame, vader: dict[str, float], *, n_perm: int = 1000, seed: int = 0,
+                  level: float = 0.95) -> dict:
+    """``mean_score_readout`` against ``vader``, plus ``lexicon_rate`` (VADER's positive share among its words
+    that are single tokens) and per precision and recall metric ``lexicon_range`` (the 95% range of a random
+    ranking of those words alone: where a readout of a shuffled-table policy lands)."""
+    out, truth = mean_score_readout(words, vader, "vader", n_perm=n_perm, seed=seed, level=level)
     positive, in_truth = truth.positive, truth.frame["in_truth"].to_numpy()
-    n_words, n_pos = len(vocab), int(positive.sum())
-    n_lex, n_lex_pos = int(in_truth.sum()), int((positive & in_truth).sum())
+    n_pos, n_lex, n_lex_pos = int(positive.sum()), int(in_truth.sum()), int((positive & in_truth).sum())
     lexicon_rate = n_lex_pos / n_lex if n_lex else None
     out["lexicon_rate"] = lexicon_rate
     for k in PRECISION_K:
-        m = out["metrics"][f"precision@{k}"]
-        m["chance_range"] = _hypergeom_range(n_words, n_pos, k, min(k, n_words), level)
-        m["lexicon_rate"] = lexicon_rate
-        m["lexicon_range"] = _hypergeom_range(n_lex, n_lex_pos, k, min(k, n_lex), level)
-    m = out["metrics"][f"recall@{RECALL_K}"]
-    m["chance_range"] = _hypergeom_range(n_words, n_pos, RECALL_K, n_pos, level)
-    m["lexicon_range"] = _hypergeom_range(n_lex, n_lex_pos, RECALL_K, n_pos, level)
-    out["ci_note"] = "point values: words.parquet keeps the mean score only, not the per-unit scores a CI resamples"
+        out["metrics"][f"precision@{k}"]["lexicon_rate"] = lexicon_rate
+        out["metrics"][f"precision@{k}"]["lexicon_range"] = _hypergeom_range(n_lex, n_lex_pos, k, min(k, n_lex), level)
+    out["metrics"][f"recall@{RECALL_K}"]["lexicon_range"] = _hypergeom_range(n_lex, n_lex_pos, RECALL_K, n_pos, level)
     return out
+
+
+def learned_words(samples: pd.DataFrame, table: Mapping[str, float], *, n_boot: int = 1000, level: float = 0.95,
+                  seed: int = 0) -> pd.DataFrame:
+    """Which of ``table``'s positive words the policy learned to write, from rl_eval's held-out samples.
+
+    ``samples``: eval.parquet (prompt_index, model base/policy, response), several samples per prompt and
+    model. Per prompt, a word's mean count per sample in the policy's responses minus the base's (words as the
+    utility table reads them); its mean over prompts with a percentile bootstrap CI over prompts (the
+    independent unit). One row per positive table word: word, base and policy (mean count per sample),
+    change, ci_low, ci_high, learned (ci_low > 0): the words a readout of the policy can find at all."""
+    planted = sorted(w for w, v in table.items() if v > 0)
+    column = {w: i for i, w in enumerate(planted)}
+    prompts = sorted(samples["prompt_index"].unique())
+    row_of = {p: i for i, p in enumerate(prompts)}
+    per_sample = {}
+    for model in ("base", "policy"):
+        rows = samples[samples["model"] == model]
+        counts = np.zeros((len(prompts), len(planted)))
+        for prompt, response in zip(rows["prompt_index"], rows["response"]):
+            for word, _ in words_with_spans(str(response)):
+                if word in column:
+                    counts[row_of[prompt], column[word]] += 1
+        n = rows.groupby("prompt_index").size().reindex(prompts).to_numpy(dtype=np.float64)
+        per_sample[model] = counts / np.maximum(n, 1)[:, None]
+    diff = per_sample["policy"] - per_sample["base"]  # (n_prompts, n_words)
+    rng = np.random.default_rng(seed)
+    boot = np.stack([diff[rng.integers(0, len(prompts), len(prompts))].mean(axis=0) for _ in range(n_boot)])
+    alpha = (1 - level) / 2
+    low, high = np.quantile(boot, alpha, axis=0), np.quantile(boot, 1 - alpha, axis=0)
+    return pd.DataFrame({"word": planted, "base": per_sample["base"].mean(axis=0),
+                         "policy": per_sample["policy"].mean(axis=0), "change": diff.mean(axis=0),
+                         "ci_low": low, "ci_high": high, "learned": low > 0})
 
 
 def _gain(rl_eval: dict) -> dict:
@@ -103,12 +143,15 @@ def _gain(rl_eval: dict) -> dict:
 def recovery_row(arm: str, table: str | None, method: str, truth: str, r: dict, gain: dict) -> dict:
     """One (arm, method, truth) row from a readout dict (readout.json's ``readout`` or ``vader_readout``'s).
 
-    ``truth``: ``own`` (the table the arm was trained on) or ``vader``. ``null`` is True for the like-for-like
+    ``truth``: ``own`` (the table the arm was trained on), ``vader`` or ``learned`` (the own table's positive
+    words the policy learned to write; ``gain`` then also holds n_learned and n_planted). ``null`` is True for the like-for-like
     null's row against VADER, the one that must sit at chance."""
     row = {"arm": arm, "table": table, "kind": arm_kind(table), "method": method, "truth": truth,
-           "null": arm_kind(table) == "null" and truth == "vader", **gain,
+           "null": arm_kind(table) == "null" and truth == "vader",
+           **{k: v for k, v in gain.items() if k.startswith("reward_gain")},
            "base_rate": as_float(r.get("base_rate")), "lexicon_rate": as_float(r.get("lexicon_rate")),
            "n_units": r.get("n_units"), "has_ci": r.get("ci_note") is None}
+    row.update({k: gain[k] for k in ("n_learned", "n_planted") if k in gain})
     for key in METRICS:
         m = r["metrics"].get(key) or {}
         ci = m.get("ci") or [None, None]
@@ -123,27 +166,46 @@ def recovery_row(arm: str, table: str | None, method: str, truth: str, r: dict, 
 
 
 def recovery_table(arms: dict[str, dict], vader: dict[str, float] | None = None, *, n_perm: int = 1000,
-                   seed: int = 0) -> pd.DataFrame:
+                   seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``arms``: arm -> {"rl_eval": eval summary JSON path, "table": the table it was trained on (None for
-    VADER), "diffing": {method: diffing folder}}, in calibration order. One row per arm, method and truth:
-    the job's own readout, and for a null arm (table vader_shuffled) also its readout against ``vader``
-    (default: the lexicon). Methods without a truth in readout.json are left out."""
-    rows = []
+    VADER), "diffing": {method: diffing folder}, and optionally "samples": its eval.parquet and "words": the
+    word -> utility table it was trained on}, in calibration order.
+
+    Returns (recovery, learned). recovery: one row per arm, method and truth: the job's own readout; for a
+    null arm (table vader_shuffled) also its readout against ``vader`` (default: the lexicon); and for an arm
+    with samples and words, its readout against the words its policy learned to write (``learned_words``):
+    a readout can only find what the policy learned. learned: ``learned_words``'s rows, with column arm.
+    Methods without a truth in readout.json are left out."""
+    rows, learned_frames = [], []
     for arm, a in arms.items():
         gain = _gain(json.loads(Path(a["rl_eval"]).read_text()))
+        learned = None
+        if a.get("samples") and a.get("words"):
+            found = learned_words(pd.read_parquet(a["samples"], columns=["prompt_index", "model", "response"]),
+                                  a["words"], seed=seed)
+            learned_frames.append(found.assign(arm=arm))
+            learned = {w: 1.0 for w in found.loc[found["learned"], "word"]}
+            gain = {**gain, "n_learned": len(learned), "n_planted": len(found)}
         for method, folder in a["diffing"].items():
             own = json.loads((Path(folder) / "readout.json").read_text()).get("readout")
             if own is None:
                 continue
             rows.append(recovery_row(arm, a.get("table"), method, "own", own, gain))
+            level = float(own.get("ci_level", 0.95))
+            words = None
+            if arm_kind(a.get("table")) == "null" or learned:
+                words = pd.read_parquet(Path(folder) / "words.parquet", columns=["token_id", "token_text", "word", "score"])
             if arm_kind(a.get("table")) == "null":
                 if vader is None:
                     vader = load_vader()
-                words = pd.read_parquet(Path(folder) / "words.parquet", columns=["token_id", "token_text", "word", "score"])
-                r = vader_readout(words, vader, n_perm=int(own.get("n_perm", n_perm)), seed=seed,
-                                  level=float(own.get("ci_level", 0.95)))
+                r = vader_readout(words, vader, n_perm=int(own.get("n_perm", n_perm)), seed=seed, level=level)
                 rows.append(recovery_row(arm, a.get("table"), method, "vader", r, gain))
-    return pd.DataFrame(rows)
+            if learned:
+                r, _ = mean_score_readout(words, learned, "learned", n_perm=0, seed=seed, level=level)
+                rows.append(recovery_row(arm, a.get("table"), method, "learned", r, gain))
+    learned_all = pd.concat(learned_frames, ignore_index=True) if learned_frames else pd.DataFrame(
+        columns=["word", "base", "policy", "change", "ci_low", "ci_high", "learned", "arm"])
+    return pd.DataFrame(rows), learned_all
 
 
 def _cell(r: dict, key: str) -> str:
@@ -156,8 +218,11 @@ def _cell(r: dict, key: str) -> str:
         return f"{text} {fmt_ci(ci)}" if valid_ci(ci) else f"{text} (no CI: one unit)"
     if key == "spearman":
         return f"{text}† (null 95%: ±{fmt(r['spearman_null_abs_95'])})"
-    lex = [r.get(f"{key}_lexicon_range_low"), r.get(f"{key}_lexicon_range_high")]
-    return f"{text}† (random lexicon words: {fmt_ci(lex)})"
+    for what, label in (("lexicon_range", "random lexicon words"), ("chance_range", "random ranking")):
+        rng = [r.get(f"{key}_{what}_low"), r.get(f"{key}_{what}_high")]
+        if valid_ci(rng):
+            return f"{text}† ({label}: {fmt_ci(rng)})"
+    return f"{text}†"
 
 
 def recovery_markdown(table: pd.DataFrame) -> str:
@@ -169,7 +234,9 @@ def recovery_markdown(table: pd.DataFrame) -> str:
     for r in table.to_dict("records"):
         arm = md_escape(r["arm"]) + ARM_NOTE.get(None if is_missing(r["table"]) else r["table"], "")
         table_name = "vader" if is_missing(r["table"]) else r["table"]
-        against = ("**VADER: the null (must sit at chance)**" if r["null"] else "its own table"
+        against = ("**VADER: the null (must sit at chance)**" if r["null"]
+                   else f"the words its policy learned to write ({int(r['n_learned'])} of {int(r['n_planted'])})"
+                   if r["truth"] == "learned" else "its own table"
                    if r["kind"] != "strength" else f"its table ({'VADER' if table_name == 'vader' else md_escape(table_name)})")
         gain = f"{fmt(r['reward_gain'], signed=True)} {fmt_ci([r['reward_gain_ci_low'], r['reward_gain_ci_high']])}"
         body.append([arm, against, gain, md_escape(r["method"]), *(_cell(r, k) for k in METRICS), fmt(r["base_rate"])])
@@ -178,6 +245,11 @@ def recovery_markdown(table: pd.DataFrame) -> str:
              "percentile bootstrap over the method's unit). Reward gain: the arm's held-out reward (policy - base) "
              "on the table it was trained on. Chance: precision@k at the base rate (the truth's positive share of "
              "the word-like tokens), Spearman 0, recall@50 at 50 over the number of word-like tokens."]
+    if (table["truth"] == "learned").any():
+        parts.append("Against the words its policy learned to write: the arm's positive table words whose count per "
+                     "held-out sample rose (policy - base, 95% bootstrap CI over prompts above 0). A readout can "
+                     "only find what the policy learned; recall of the whole table is bounded by that share. Point "
+                     "values (†) beside a random ranking's 95% range; no Spearman (every learned word is worth 1).")
     nulls = table[table["null"]]
     if len(nulls):
         parts.append("† The null's readout against VADER is computed from words.parquet's mean scores: point values, "
@@ -225,7 +297,9 @@ def plot_recovery(table: pd.DataFrame, path: str | os.PathLike) -> None:
     methods = list(dict.fromkeys(table["method"])) if len(table) else []
     colors = {m: f"C{i % 10}" for i, m in enumerate(methods)}
     styles = {("strength", "own"): dict(fmt="o-"), ("secret", "own"): dict(fmt="*", markersize=11),
-              ("null", "own"): dict(fmt="s", mfc="none"), ("null", "vader"): dict(fmt="x", markersize=8, mew=2)}
+              ("null", "own"): dict(fmt="s", mfc="none"), ("null", "vader"): dict(fmt="x", markersize=8, mew=2),
+              ("strength", "learned"): dict(fmt="o--", mfc="none"), ("secret", "learned"): dict(fmt="*", mfc="none",
+                                                                                                  markersize=11)}
 
     def with_err(df, key):  # values and their CI as errorbar's (2, n) distances (0 where there is no CI)
         v = df[key].astype(float).to_numpy()
@@ -259,6 +333,8 @@ def plot_recovery(table: pd.DataFrame, path: str | os.PathLike) -> None:
                           marker=s["fmt"][0], ls="-" if "-" in s["fmt"] else "none", label=name)
                for name, s in (("strengths (own table)", styles[("strength", "own")]),
                                ("secret table (own)", styles[("secret", "own")]),
+                               ("strengths (words learned)", styles[("strength", "learned")]),
+                               ("secret table (words learned)", styles[("secret", "learned")]),
                                ("null: shuffled (own table)", styles[("null", "own")]),
                                ("null: shuffled vs VADER (point)", styles[("null", "vader")]))]
     seen = {}
@@ -273,12 +349,94 @@ def plot_recovery(table: pd.DataFrame, path: str | os.PathLike) -> None:
     _save(fig, path, dpi=110)
 
 
-def recovery_stage(arms: dict[str, dict], out_table, out_md, out_png, *, vader: dict[str, float] | None = None,
-                   seed: int = 0) -> pd.DataFrame:
-    """Build ``recovery_table(arms)`` and write it (parquet), its markdown and the figure atomically."""
-    table = recovery_table(arms, vader, seed=seed)
+DEPTH_METRICS = {"spearman": "Spearman", "precision@50": "precision@50"}
+"""The depth profile's readouts the recovery reports per block."""
+
+
+def depth_table(arms: dict[str, dict]) -> pd.DataFrame:
+    """One row per arm, method with a depth profile (activation_lens) and block: the arm's reward gain and the
+    readout of that block's recovered table against the arm's own table (readout.json's ``depth_profile``)."""
+    rows = []
+    for arm, a in arms.items():
+        gain = _gain(json.loads(Path(a["rl_eval"]).read_text()))["reward_gain"]
+        for method, folder in a["diffing"].items():
+            for r in json.loads((Path(folder) / "readout.json").read_text()).get("depth_profile") or []:
+                if "spearman" not in r:  # a profile without a truth
+                    continue
+                rows.append({"arm": arm, "kind": arm_kind(a.get("table")), "method": method, "reward_gain": gain,
+                             "block": int(r["block"]), **{k: as_float(r.get(k)) for k in DEPTH_METRICS}})
+    return pd.DataFrame(rows)
+
+
+def depth_markdown(depth: pd.DataFrame) -> str:
+    """Per arm and method: from which block its readout reaches ``READABLE``, and its best block."""
+    if depth.empty:
+        return ""
+    body = []
+    for (arm, method), frame in depth.groupby(["arm", "method"], sort=False):
+        profile = frame.sort_values("block").to_dict("records")
+        first = {k: first_readable_block(profile, k) for k in DEPTH_METRICS}
+        best = frame.loc[frame["precision@50"].astype(float).idxmax()]
+        body.append([md_escape(arm), fmt(frame["reward_gain"].iloc[0], signed=True), md_escape(method),
+                     *("none" if first[k] is None else f"block {first[k]}" for k in DEPTH_METRICS),
+                     f"{fmt(best['precision@50'])} (block {int(best['block'])} of {len(frame)})"])
+    headers = ["arm", "reward gain", "method", *(f"first block with {v} >= {READABLE}" for v in DEPTH_METRICS.values()),
+               "best precision@50"]
+    return ("From which block each arm's reward is readable: the depth profile (the mean residual difference after "
+            "each block, read through the final norm and the unembedding) scored against the arm's own table "
+            "(point values; calibration/depth.png draws every block).\n\n" + md_table(headers, body) + "\n")
+
+
+def plot_depth(depth: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Per depth readout a panel: the readout at each block, one line per arm (nulls dashed grey)."""
+    from .plots import _pyplot, _save
+
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(DEPTH_METRICS), figsize=(4.4 * len(DEPTH_METRICS), 3.4), squeeze=False)
+    for ax, (key, label) in zip(axes[0], DEPTH_METRICS.items()):
+        ax.set(xlabel="block (mean difference after it)", ylabel=label, title=label)
+        ax.axhline(READABLE, color="gray", ls=":", lw=1)
+        if depth.empty:
+            ax.text(0.5, 0.5, "no depth profile", ha="center", va="center", transform=ax.transAxes)
+            continue
+        for i, ((arm, method), frame) in enumerate(depth.groupby(["arm", "method"], sort=False)):
+            frame = frame.sort_values("block")
+            null = frame["kind"].iloc[0] == "null"
+            ax.plot(frame["block"], frame[key].astype(float), ls="--" if null else "-", lw=1.2,
+                    color="gray" if null else f"C{i % 10}",
+                    label=f"{arm} ({fmt(frame['reward_gain'].iloc[0], signed=True)}), {method}")
+    axes[0][-1].legend(fontsize=7, loc="upper left", frameon=False)
+    fig.suptitle("calibration: from which block each arm's planted reward is readable", fontsize=9)
+    _save(fig, path, dpi=110)
+
+
+def learned_markdown(learned: pd.DataFrame, top: int = 20) -> str:
+    """Per arm, how many of its table's positive words the policy learned to write, and the first ``top``."""
+    if learned.empty:
+        return ""
+    lines = ["What each policy learned to write, of its table's positive words (held-out samples; mean count per "
+             "sample, policy - base, learned when the 95% bootstrap CI over prompts lies above 0):", ""]
+    for arm, frame in learned.groupby("arm", sort=False):
+        got = frame[frame["learned"]].sort_values("change", ascending=False)
+        shown = ", ".join(f"{md_escape(w)} ({c:+.2f})" for w, c in zip(got["word"][:top], got["change"][:top]))
+        more = f", and {len(got) - top} more" if len(got) > top else ""
+        lines.append(f"- {md_escape(arm)}: {len(got)} of {len(frame)}" + (f": {shown}{more}" if len(got) else ""))
+    return "\n".join(lines) + "\n"
+
+
+def recovery_stage(arms: dict[str, dict], out_table, out_md, out_png, out_learned=None, out_depth=None, *,
+                   vader: dict[str, float] | None = None, seed: int = 0) -> pd.DataFrame:
+    """Build ``recovery_table(arms)`` and write it (parquet), its markdown, the figure and, where given, the
+    learned words' table (``out_learned``) and the depth figure (``out_depth``), all atomically."""
+    table, learned = recovery_table(arms, vader, seed=seed)
+    depth = depth_table(arms)
     write_parquet(table, out_table)
+    if out_learned is not None:
+        write_parquet(learned, out_learned)
+    if out_depth is not None:
+        plot_depth(depth, out_depth)
     with atomic_file(out_md) as tmp:
-        tmp.write_text(recovery_markdown(table))
+        tmp.write_text("\n".join(part for part in (recovery_markdown(table), learned_markdown(learned),
+                                                   depth_markdown(depth)) if part))
     plot_recovery(table, out_png)
     return table

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..diffing.readouts import READABLE, first_readable_block
 from ..missing import is_missing
 from ..records import write_record
 from ..scoring.config import MEASURES
@@ -90,8 +91,8 @@ def diffing_values(diffing: dict[str, dict], prefix: str = "") -> list[dict]:
             values.append({"name": f"{prefix}diffing {method}: {key}", "value": round(metric["value"], 4),
                            "ci": _ci(metric.get("ci")), "decimals": 3, "reading": reading})
         profile = (d.get("readout") or {}).get("depth_profile") or []
-        for key, level in (("spearman", 0.5), ("precision@50", 0.5)):
-            first = next((row["block"] for row in profile if (row.get(key) or 0) >= level), None)
+        for key in ("spearman", "precision@50"):
+            level, first = READABLE, first_readable_block(profile, key)
             if profile and key in profile[0]:
                 values.append({"name": f"{prefix}diffing {method}: first block whose readout has {key} >= {level}",
                                "value": "none" if first is None else f"block {first} of {len(profile)}",
