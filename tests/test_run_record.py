@@ -85,3 +85,31 @@ def test_record_run_cli_and_an_unevaluated_run(tmp_path, capsys):
     names = [v["name"] for v in record["values"]]
     assert "other: RL: held-out reward, policy - base" in names and "utility: RL: mean KL to the base model" in names
     assert record["command"] == "snakemake --cores 2" and "two_rewards.json" in capsys.readouterr().out
+
+
+def test_record_run_adds_the_calibration_recovery_beyond_each_arms_own_readout(tmp_path):
+    import pandas as pd
+
+    run = planted_run(tmp_path / "results" / "calibration")
+    nan = float("nan")
+    rows = [
+        {"arm": "kl020", "method": "logit_shift", "truth": "own", "spearman": 0.7},  # in the diffing folders already
+        {"arm": "shuffled", "method": "logit_shift", "truth": "vader", "spearman": 0.01, "spearman_null_abs_95": 0.04,
+         "precision@50": 0.5, "precision@50_lexicon_range_low": 0.36, "precision@50_lexicon_range_high": 0.64,
+         "precision@50_chance_range_low": 0.0, "precision@50_chance_range_high": 0.1, "recall@50": nan},
+        {"arm": "secret", "method": "logit_shift", "truth": "learned", "n_learned": 14, "n_planted": 40,
+         "spearman": nan, "precision@50": 0.24, "precision@50_chance_range_low": 0.0,
+         "precision@50_chance_range_high": 0.02, "recall@50": 0.857, "recall@50_chance_range_low": 0.0,
+         "recall@50_chance_range_high": 0.0714}]
+    (run / "calibration").mkdir()
+    pd.DataFrame(rows).to_parquet(run / "calibration" / "recovery.parquet")
+    record = json.loads(record_run(run, "cal", "snakemake", root=tmp_path, env=ENV).read_text())
+    values = {v["name"]: v for v in record["values"]}
+    null = values["shuffled, logit_shift, against VADER (the like-for-like null): spearman"]
+    assert null["value"] == 0.01 and "permutation null |rho| 95%: 0.040" in null["reading"]
+    p50 = values["shuffled, logit_shift, against VADER (the like-for-like null): precision@50"]
+    assert "random lexicon words: [0.360, 0.640]" in p50["reading"]
+    learned = "secret, logit_shift, against the 14 of its 40 table words its policy learned to write"
+    assert values[f"{learned}: recall@50"]["value"] == 0.857
+    assert "random ranking: [0.000, 0.071]" in values[f"{learned}: recall@50"]["reading"]
+    assert f"{learned}: spearman" not in values and not any(name.startswith("kl020,") for name in values)

@@ -218,11 +218,19 @@ def _cell(r: dict, key: str) -> str:
         return f"{text} {fmt_ci(ci)}" if valid_ci(ci) else f"{text} (no CI: one unit)"
     if key == "spearman":
         return f"{text}† (null 95%: ±{fmt(r['spearman_null_abs_95'])})"
+    chance = chance_range(r, key)
+    return f"{text}† ({chance[0]}: {fmt_ci(chance[1])})" if chance else f"{text}†"
+
+
+def chance_range(r: dict, key: str) -> tuple[str, list[float]] | None:
+    """What chance gives a point-value row's ``key`` (precision or recall): (label, [low, high]), the random
+    lexicon words' range where the row has one (the null against VADER), else a random ranking's; None
+    without either."""
     for what, label in (("lexicon_range", "random lexicon words"), ("chance_range", "random ranking")):
         rng = [r.get(f"{key}_{what}_low"), r.get(f"{key}_{what}_high")]
         if valid_ci(rng):
-            return f"{text}† ({label}: {fmt_ci(rng)})"
-    return f"{text}†"
+            return label, rng
+    return None
 
 
 def recovery_markdown(table: pd.DataFrame) -> str:

@@ -105,6 +105,29 @@ def diffing_values(diffing: dict[str, dict], prefix: str = "") -> list[dict]:
     return values
 
 
+def recovery_values(table) -> list[dict]:
+    """The calibration recovery's rows beyond each arm's own readout (record-run has those from its diffing
+    folders): the null arm against VADER and every arm against the words its policy learned to write; point
+    values beside what chance gives (``report.recovery``)."""
+    from .recovery import chance_range
+
+    values = []
+    for r in table[table["truth"] != "own"].to_dict("records"):
+        what = ("against VADER (the like-for-like null)" if r["truth"] == "vader" else
+                f"against the {int(r['n_learned'])} of its {int(r['n_planted'])} table words its policy learned to write")
+        for key in ("spearman", "precision@50", "recall@50"):
+            if is_missing(r.get(key)):
+                continue
+            if key == "spearman":
+                chance = f"permutation null |rho| 95%: {r['spearman_null_abs_95']:.3f}"
+            else:
+                found = chance_range(r, key)
+                chance = f"{found[0]}: [{found[1][0]:.3f}, {found[1][1]:.3f}]" if found else "no chance range"
+            values.append({"name": f"{r['arm']}, {r['method']}, {what}: {key}", "value": round(float(r[key]), 4),
+                           "decimals": 3, "signed": key == "spearman", "reading": f"point value; {chance}"})
+    return values
+
+
 def run_results(run_dir: str | os.PathLike) -> list[RewardResults]:
     """Every evaluated reward's results under ``results/{run}/`` (the summary's inputs, found by path)."""
     run_dir = Path(run_dir)
@@ -137,6 +160,11 @@ def record_run(run_dir: str | os.PathLike, name: str, command: str, root: str | 
         raise FileNotFoundError(f"{run_dir}: no rl/*/eval_summary.json: the run has not been evaluated")
     several = len(results) > 1
     values = [v for r in results for v in reward_values(r, f"{r.reward}: " if several else "")]
+    recovery = Path(run_dir) / "calibration" / "recovery.parquet"
+    if recovery.is_file():
+        import pandas as pd
+
+        values += recovery_values(pd.read_parquet(recovery))
     run = Path(run_dir).name
     return write_record(
         name, f"Run `{run}`",
