@@ -79,12 +79,13 @@ def test_record_run_cli_and_an_unevaluated_run(tmp_path, capsys):
         record_run(tmp_path / "empty", "x", "make run", root=tmp_path, env=ENV)
     run = planted_run(tmp_path / "results" / "two")
     write(run / "rl/other/eval_summary.json", {"reward_difference": 0.5, "reward_difference_ci95": [-0.1, 1.1]})
-    assert main(["record-run", str(run), "--name", "two_rewards", "--run-command", "snakemake --cores 2",
+    assert main(["record-run", str(run), "--name", "two_rewards", "--run-command", "snakemake --cores 2", "--notes", "n1",
                  "--root", str(tmp_path)]) == 0
     record = json.loads((tmp_path / "docs/results/records/two_rewards.json").read_text())
     names = [v["name"] for v in record["values"]]
     assert "other: RL: held-out reward, policy - base" in names and "utility: RL: mean KL to the base model" in names
     assert record["command"] == "snakemake --cores 2" and "two_rewards.json" in capsys.readouterr().out
+    assert record["notes"] == "n1"
 
 
 def test_record_run_adds_the_calibration_recovery_beyond_each_arms_own_readout(tmp_path):

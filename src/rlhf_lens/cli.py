@@ -80,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("--name", required=True, help="record name: docs/results/records/NAME.json")
     p_run.add_argument("--run-command", default="make run", help="the command that ran it (default: make run)")
     p_run.add_argument("--root", default=".", help="repository root (default: the current folder)")
+    p_run.add_argument("--notes", default="", help="what the record should say beyond its values, e.g. which "
+                                                   "commit trained a policy the run reused")
     p_diff = sub.add_parser("diff", help="read what fine-tuning changed between any two models (no RL): each corpus "
                                          "method's recovered word table, depth profile and, given a truth, readout")
     p_diff.add_argument("--base", required=True, help="base model: a Hugging Face folder (or a hub id when online)")
@@ -126,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "record-run":
         from .report.run_record import record_run
 
-        print(record_run(args.run_dir, args.name, args.run_command, root=args.root))
+        print(record_run(args.run_dir, args.name, args.run_command, root=args.root, notes=args.notes))
         return 0
     if args.command == "prepare-model":
         from .logs import setup_logging

@@ -150,7 +150,7 @@ def run_results(run_dir: str | os.PathLike) -> list[RewardResults]:
 
 
 def record_run(run_dir: str | os.PathLike, name: str, command: str, root: str | os.PathLike = ".",
-               env: dict | None = None) -> Path:
+               env: dict | None = None, notes: str = "") -> Path:
     """Write ``docs/results/records/{name}.json`` under ``root`` from the finished run in ``run_dir``.
 
     The machine, commit and versions are this process's: run it on the machine and checkout that ran the run.
@@ -170,4 +170,4 @@ def record_run(run_dir: str | os.PathLike, name: str, command: str, root: str | 
         name, f"Run `{run}`",
         f"The headline numbers of `results/{run}/` (as `summary.md` states them) for reward(s) "
         f"{', '.join(r.reward for r in results)}. Brackets: the stages' CIs (bootstrap over prompts for RL, "
-        "over features within layers for the scores).", command, values, root=root, env=env)
+        "over features within layers for the scores).", command, values, root=root, notes=notes, env=env)
