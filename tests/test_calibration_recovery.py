@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rlhf_lens.report.recovery import METRICS, learned_words, recovery_stage, vader_readout
+from rlhf_lens.report.recovery import METRICS, learned_words, null_verdict, recovery_stage, vader_readout
 
 # A word-like vocabulary of 400 tokens; the "VADER" stand-in: w0..w59 positive (+2), w60..w119 negative (-2),
 # so 60 positives of 400 word-like tokens (base rate 0.15) and 60 of the 120 lexicon words (lexicon rate 0.5).
@@ -201,3 +201,15 @@ def test_recovery_scores_each_arm_against_the_words_its_policy_learned(tmp_path)
     # the depth profile: Spearman readable from block 1, precision@50 from block 2 (its best)
     assert "| secret | +2 | activation_lens | block 1 | block 2 | 0.55 (block 2 of 4) |" in md
     assert out[4].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_null_that_learned_nothing_is_at_chance_and_one_above_the_lexicons_range_is_not():
+    row = {"arm": "shuffled", "method": "m", "spearman": -0.03, "spearman_null_abs_95": 0.04,
+           "precision@50": 0.04, "precision@50_chance_range_low": 0.0, "precision@50_chance_range_high": 0.1,
+           "precision@50_lexicon_range_low": 0.36, "precision@50_lexicon_range_high": 0.62}
+    # at the base rate: below the random-lexicon range, inside a random ranking's: chance, not a failure
+    assert "at chance against VADER, as a null must be" in null_verdict(row)
+    assert "precision@50 0.04 is inside chance [0, 0.62]" in null_verdict(row)
+    assert "NOT at chance" in null_verdict({**row, "precision@50": 0.7})
+    assert "NOT at chance" in null_verdict({**row, "spearman": -0.09})  # anti-correlated sees VADER too
+    assert "no readout to judge" in null_verdict({"arm": "a", "method": "m"})
