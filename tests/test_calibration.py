@@ -115,11 +115,13 @@ def test_the_calibration_config_plans_its_policies_and_the_table(tmp_path):
     out = proc.stdout
     for reward in ("kl020", "kl010", "kl005", "secret", "shuffled"):
         assert f"results/calibration/rl/{reward}/policy" in out
-    # the planted arms' tables are drawn before their RL, at the default strength (no rl.per_reward entry)
+    # the planted arms' tables are drawn before their RL
     for reward in ("secret", "shuffled"):
         assert f"results/calibration/rewards/{reward}/table.csv" in out
     cfg = load_config(REPO / "configs/calibration.yaml")
-    assert rl_settings(cfg, "secret")[0] == rl_settings(cfg, "shuffled")[0] == rl_settings(cfg, "kl020")[0]
+    assert rl_settings(cfg, "secret")[0] == rl_settings(cfg, "kl020")[0]
+    # the null is KL-matched to kl020 instead: kl010's coefficient, nothing else changed
+    assert rl_settings(cfg, "shuffled")[0] == rl_settings(cfg, "kl010")[0] != rl_settings(cfg, "kl020")[0]
     assert "rule calibration:" in out or "localrule calibration:" in out
     assert "results/calibration/calibration/table.md" in out
     assert "results/calibration/crosscoder/kl005/utility.json" in out  # crosscoders run in the calibration
