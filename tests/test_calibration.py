@@ -97,7 +97,7 @@ def test_crosscoder_columns_give_the_rlhf_only_count_and_their_utility_vs_shared
 def test_per_reward_overrides_and_their_validation():
     cfg = load_config(REPO / "configs/calibration.yaml")
     coefs = [rl_settings(cfg, r)[0].init_kl_coef for r in cfg["calibration"]["rewards"]]
-    assert coefs == [0.2, 0.1, 0.05, 0.2, 0.2]  # secret and shuffled at the default strength
+    assert coefs == [0.2, 0.1, 0.05, 0.2, 0.1]  # secret at the default strength, the shuffled null at kl010's
     assert rl_settings(cfg)[0].init_kl_coef == 0.2  # without a reward: rl.ppo on the preset
     with pytest.raises(ConfigError) as err:
         validate_config({"rl": {"per_reward": {"nope": {"steps": 2}, "utility": {"mini_batch_size": 5}}},
@@ -120,7 +120,7 @@ def test_the_calibration_config_plans_its_policies_and_the_table(tmp_path):
         assert f"results/calibration/rewards/{reward}/table.csv" in out
     cfg = load_config(REPO / "configs/calibration.yaml")
     assert rl_settings(cfg, "secret")[0] == rl_settings(cfg, "kl020")[0]
-    # the null is KL-matched to kl020 instead: kl010's coefficient, nothing else changed
+    # the null gets kl010's coefficient to move the model nearer as far as kl020's policy; nothing else changes
     assert rl_settings(cfg, "shuffled")[0] == rl_settings(cfg, "kl010")[0] != rl_settings(cfg, "kl020")[0]
     assert "rule calibration:" in out or "localrule calibration:" in out
     assert "results/calibration/calibration/table.md" in out

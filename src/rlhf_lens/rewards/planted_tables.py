@@ -8,9 +8,9 @@ of at least ``min_prompts`` different prompts (1% of them, at least 2), and one 
 leading space (" word"), so a readout over the vocabulary can rank each planted word as one token.
 
 ``table: vader_shuffled``: VADER's values permuted over VADER's words (seeded): the same reward scale
-and distribution of values, on other words. A policy trained on it to the same KL as a VADER policy (it
-learns less per step: configs/calibration.yaml gives it a lower KL coefficient) has changed as much; its
-readouts against VADER must sit at chance.
+and distribution of values, on other words. A policy trained on it is a null for one trained on VADER:
+its readouts against VADER must sit at chance. It learns less per step (its values follow no direction),
+so configs/calibration.yaml gives it a lower KL coefficient to move the model nearer as far.
 
 A permutation is a null only on average: what a policy learns is the values of the few dozen words it
 writes, and one draw can leave those correlated with VADER. The first calibration's draw (seed 0, plain
