@@ -6,12 +6,18 @@ readout.json metrics (``rlhf_lens.diffing.readouts``): Spearman, precision@20 an
 rate, recall@50, each with its bootstrap CI over the method's unit, next to the arm's held-out reward gain
 (``rl_eval``'s summary, as the calibration table reads it). Each arm is first scored against the table it
 was trained on (the diffing job's own readout). A shuffled arm is also scored against the real VADER table:
-its policy changed as much as a VADER policy, on other words, so every method's readout against VADER is
-the like-for-like null.
+its policy was trained on VADER's values on other words, so every method's readout against VADER is the
+like-for-like null.
 
-That second readout is computed here from the job's words.parquet, whose ``score`` is the method's mean
-over units; the per-unit scores are not saved, so it has **point values only, no CI**. In their place it
-gives what a random ranking gets: the hypergeometric 95% range of precision@k and recall@50, and for
+Every arm is also scored against the words its policy learned to write (``learned_words``: its table's
+positive words whose count per held-out sample rose), since a readout can only find what the policy
+learned; and the activation lens's depth profile gives, per arm, the first block from which the reward is
+readable (``depth_table``, ``plot_depth``).
+
+The readouts against VADER and against the learned words are computed here from the job's words.parquet,
+whose ``score`` is the method's mean over units; the per-unit scores are not saved, so they have **point
+values only, no CI**. In their place they
+give what a random ranking gets: the hypergeometric 95% range of precision@k and recall@50, and for
 Spearman the permutation null (``readouts.spearman_null``). Two chances matter there. The base rate is
 VADER's positive share of all word-like tokens. But the shuffled table puts VADER's values on VADER's own
 words, so a policy that learned its shuffled table favours lexicon words, of which a far larger share is
@@ -144,14 +150,12 @@ def recovery_row(arm: str, table: str | None, method: str, truth: str, r: dict, 
     """One (arm, method, truth) row from a readout dict (readout.json's ``readout`` or ``vader_readout``'s).
 
     ``truth``: ``own`` (the table the arm was trained on), ``vader`` or ``learned`` (the own table's positive
-    words the policy learned to write; ``gain`` then also holds n_learned and n_planted). ``null`` is True for the like-for-like
-    null's row against VADER, the one that must sit at chance."""
+    words the policy learned to write). ``null`` is True for the like-for-like null's row against VADER, the
+    one that must sit at chance."""
     row = {"arm": arm, "table": table, "kind": arm_kind(table), "method": method, "truth": truth,
-           "null": arm_kind(table) == "null" and truth == "vader",
-           **{k: v for k, v in gain.items() if k.startswith("reward_gain")},
+           "null": arm_kind(table) == "null" and truth == "vader", **gain,
            "base_rate": as_float(r.get("base_rate")), "lexicon_rate": as_float(r.get("lexicon_rate")),
            "n_units": r.get("n_units"), "has_ci": r.get("ci_note") is None}
-    row.update({k: gain[k] for k in ("n_learned", "n_planted") if k in gain})
     for key in METRICS:
         m = r["metrics"].get(key) or {}
         ci = m.get("ci") or [None, None]
@@ -185,7 +189,6 @@ def recovery_table(arms: dict[str, dict], vader: dict[str, float] | None = None,
                                   a["words"], seed=seed)
             learned_frames.append(found.assign(arm=arm))
             learned = {w: 1.0 for w in found.loc[found["learned"], "word"]}
-            gain = {**gain, "n_learned": len(learned), "n_planted": len(found)}
         for method, folder in a["diffing"].items():
             own = json.loads((Path(folder) / "readout.json").read_text()).get("readout")
             if own is None:
@@ -202,7 +205,8 @@ def recovery_table(arms: dict[str, dict], vader: dict[str, float] | None = None,
                 rows.append(recovery_row(arm, a.get("table"), method, "vader", r, gain))
             if learned:
                 r, _ = mean_score_readout(words, learned, "learned", n_perm=0, seed=seed, level=level)
-                rows.append(recovery_row(arm, a.get("table"), method, "learned", r, gain))
+                rows.append({**recovery_row(arm, a.get("table"), method, "learned", r, gain),
+                             "n_learned": len(learned), "n_planted": len(found)})
     learned_all = pd.concat(learned_frames, ignore_index=True) if learned_frames else pd.DataFrame(
         columns=["word", "base", "policy", "change", "ci_low", "ci_high", "learned", "arm"])
     return pd.DataFrame(rows), learned_all
