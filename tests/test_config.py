@@ -24,7 +24,7 @@ def test_empty_config_takes_every_default():
     cfg = validate_config({})
     assert cfg["seed"] == 0 and cfg["device"] == "auto"
     assert cfg["rewards"] == {"utility": {"type": "utility_table", "table": "vader", "scope": "response",
-                                         "secret_words": 40, "secret_utility": 3.0}}
+                                         "secret_words": 40, "secret_utility": 3.0, "shuffle_balance": 0.02}}
     assert cfg["resources"]["gpu"] == 0
 
 

@@ -30,8 +30,8 @@ def test_builtin_types_and_their_capabilities():
     assert get_reward_config_class("classifier") is ClassifierConfig
     assert ClassifierConfig.required() == {"model": "hub id or folder", "label": "e.g. POSITIVE"}
     assert UtilityTableConfig.defaults() == {"table": "vader", "scope": "response", "secret_words": 40,
-                                           "secret_utility": 3.0}
-    assert UtilityTableConfig.keys() == {"type", "table", "scope", "secret_words", "secret_utility"}
+                                           "secret_utility": 3.0, "shuffle_balance": 0.02}
+    assert UtilityTableConfig.keys() == {"type", "table", "scope", "secret_words", "secret_utility", "shuffle_balance"}
     with pytest.raises(RewardError, match="'rewards.x.type' has value 'nope': expected utility_table, classifier, reward_model or r2m"):
         get_reward_class("nope", "x")
 
