@@ -19,7 +19,7 @@ try:
                                   preferences_config, preferences_enabled, r2m_arms, reward_params, rl_settings,
                                   rule_resources, trained_rewards, validate_config)
     from rlhf_lens.diffing.registry import available as _diffing_available, needs as _diffing_needs
-    from rlhf_lens.rewards.planted_tables import is_planted, table_file, table_path
+    from rlhf_lens.rewards.planted_tables import is_planted, samples_base_words, table_file, table_path
     from rlhf_lens.rl.algorithm import algorithm_settings
 except ImportError as _err:  # the package is installed (editable) by `make setup` and by envs/rlhf_lens.yaml
     print(f"rlhf-lens: cannot import the rlhf_lens package with {sys.executable} ({_err}); "
@@ -411,18 +411,10 @@ def planted_tables(*names):
             for name in dict.fromkeys(names) if name and is_planted(config["rewards"][name])]
 
 
-def samples_base_words(reward):
-    """Whether reward ``reward``'s planted table is drawn from the base model's own words: table secret, and
-    vader_shuffled balanced on them (shuffle_balance not null)."""
-    spec = config["rewards"][reward]
-    return spec.get("table") == "secret" or (spec.get("table") == "vader_shuffled"
-                                             and spec.get("shuffle_balance") is not None)
-
-
 def reward_table_inputs(wildcards):
     """The inputs of reward_table: for a table drawn from the base model's words, the model and the train
     prompts it samples."""
-    if not samples_base_words(wildcards.reward):
+    if not samples_base_words(config["rewards"][wildcards.reward]):
         return {}
     return {"model": model_dir(), "prompts": rules.prompts.output.train.format(run=wildcards.run)}
 
@@ -430,7 +422,7 @@ def reward_table_inputs(wildcards):
 def base_words_sampling(wildcards):
     """rl.ppo's sampling settings (rl.per_reward on top) that a table drawn from the base model's words
     samples it with; None for other tables (so changing them redraws no other table)."""
-    if not samples_base_words(wildcards.reward):
+    if not samples_base_words(config["rewards"][wildcards.reward]):
         return None
     ppo = rl_settings(config, wildcards.reward)[0]
     return {"query_max_tokens": ppo.query_max_tokens, "response_max_tokens": ppo.response_max_tokens,

@@ -79,6 +79,14 @@ def is_planted(spec: Mapping) -> bool:
     return spec.get("type") == "utility_table" and spec.get("table", "vader") in PLANTED
 
 
+def samples_base_words(spec: Mapping) -> bool:
+    """Whether a validated ``rewards.<name>`` entry's planted table is drawn from the base model's own words,
+    so the reward_table rule must sample it: table secret, and vader_shuffled balanced on them
+    (``shuffle_balance`` not null)."""
+    table = spec.get("table") if spec.get("type") == "utility_table" else None
+    return table == "secret" or (table == "vader_shuffled" and spec.get("shuffle_balance") is not None)
+
+
 def table_file(config: Mapping, reward: str) -> str:
     """The table reward ``reward`` of a validated workflow config scores with, as ``load_table`` reads it:
     vader, a word,utility CSV path, or for a planted table the CSV the reward_table rule writes. A reward

@@ -26,8 +26,8 @@ import torch
 
 from ..model_parts import pad_token_id, token_texts
 from ..models import load_prepared
-from ..rewards.planted_tables import (balanced_shuffle, min_prompts, secret_candidates, secret_table, shuffled_vader,
-                                      vocabulary_words, write_table_csv, written_correlation)
+from ..rewards.planted_tables import (balanced_shuffle, min_prompts, samples_base_words, secret_candidates, secret_table,
+                                      shuffled_vader, vocabulary_words, write_table_csv, written_correlation)
 from ..rewards.utility_table import UtilityTableConfig, load_vader, words_with_spans
 from .rollout import sample_responses
 from .text import decode_with_spans, tokenize_prompts
@@ -69,7 +69,7 @@ def materialise_table(spec: dict, out_csv: str | os.PathLike, *, seed: int, mode
     cfg = UtilityTableConfig.from_dict(spec)
     if cfg.table not in ("secret", "vader_shuffled"):
         raise ValueError(f"materialise_table: table {cfg.table!r} is not planted (expected secret or vader_shuffled)")
-    if cfg.table == "vader_shuffled" and cfg.shuffle_balance is None:
+    if not samples_base_words({**UtilityTableConfig.defaults(), **spec, "type": "utility_table"}):
         write_table_csv(table := shuffled_vader(seed), str(out_csv))
         return table
     if model_dir is None or prompts_path is None:
